@@ -1,0 +1,250 @@
+"""`python -m rag_core`: the command line contract of DESIGN.md.
+
+Exit codes: 0 success, 1 some input failed (the rest still done), 2 usage or configuration error.
+With `--json`, stdout carries only JSON; messages and progress bars go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rag_core.config import METRICS, Settings
+
+EMPTY_KB_MESSAGE = (
+    "The knowledge base is empty: add documents first with `python -m rag_core ingest FILE...` "
+    "or on the app's Documents page."
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", type=Path, default=None, help="knowledge base directory (env RAG_DATA_DIR)")
+    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+    p = argparse.ArgumentParser(prog="python -m rag_core", description="PolicyPal engine: ingest, list, search.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ing = sub.add_parser("ingest", parents=[common], help="add PDF/TXT/MD files to the knowledge base")
+    ing.add_argument("paths", nargs="+", metavar="PATH")
+    ing.add_argument("--embedder", default=None, help="embedder for a new KB (sentence-transformers id or dir)")
+
+    sub.add_parser("docs", parents=[common], help="list the documents")
+
+    dele = sub.add_parser("delete", parents=[common], help="delete a document by id or name")
+    dele.add_argument("ref", metavar="DOCUMENT_ID_OR_NAME")
+
+    for name, helptext in (("search", "retrieve passages for a query"),):
+        s = sub.add_parser(name, parents=[common], help=helptext)
+        s.add_argument("query", nargs="?", metavar="QUERY")
+        s.add_argument("--batch", type=Path, metavar="FILE", help="one query per line instead of QUERY")
+        s.add_argument("--k", type=int, default=None, help="passages to return (default 5)")
+        s.add_argument("--metric", choices=METRICS, default=None, help="similarity metric (default cosine)")
+
+    ev = sub.add_parser("eval", parents=[common], help="score retrieval on a QA JSONL file")
+    ev.add_argument("qa", type=Path, metavar="QA.jsonl")
+    ev.add_argument("--k", type=int, default=None)
+    ev.add_argument("--metric", choices=METRICS, default=None)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(data_dir=args.data_dir)
+        if getattr(args, "k", None) is not None and args.k < 1:
+            raise ValueError(f"--k must be >= 1; got {args.k}")
+        return _COMMANDS[args.command](args, settings)
+    except _UsageError as e:
+        _err(f"error: {e}")
+        return 2
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except Exception as e:  # configuration problems: mismatched embedder, missing model, bad setting
+        from rag_core.embedding import ModelNotAvailable
+        from rag_core.store import StoreError
+
+        if isinstance(e, ModelNotAvailable | StoreError | ValueError):
+            _err(f"error: {e}")
+            return 2
+        raise
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def _engine(args: argparse.Namespace, settings: Settings) -> Any:
+    from rag_core.pipeline import Engine
+
+    return Engine(settings, embedder_spec=getattr(args, "embedder", None))
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    engine = _engine(args, settings)
+    failed = 0
+    bar = tqdm(total=len(args.paths), unit="file", file=sys.stderr, disable=None, desc="ingest")
+
+    def file_progress(stage: str, done: int, total: int) -> None:
+        bar.set_postfix_str(f"{stage} {done}/{total}", refresh=True)
+
+    def on_file(done: int, total: int, result: Any) -> None:
+        nonlocal failed
+        bar.update(1)
+        if result.status == "failed":
+            failed += 1
+        if args.json:
+            print(json.dumps(result.to_json(), ensure_ascii=False), flush=True)
+        else:
+            detail = (
+                f"{result.pages} pages, {result.chunks} chunks, id {result.document_id}"
+                if result.status != "failed"
+                else result.error
+            )
+            tqdm.write(f"{result.status:<9} {result.file}: {detail}", file=sys.stdout)
+
+    results = engine.ingest_paths(args.paths, progress=on_file, file_progress=file_progress)
+    bar.close()
+    if not args.json:
+        counts = {s: sum(r.status == s for r in results) for s in ("added", "duplicate", "failed")}
+        print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    return 1 if failed else 0
+
+
+def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.store import KnowledgeBase
+
+    docs = KnowledgeBase(settings.data_dir).documents()
+    if args.json:
+        print(json.dumps([d.to_json() for d in docs], ensure_ascii=False))
+        return 0
+    if not docs:
+        print(EMPTY_KB_MESSAGE)
+        return 0
+    rows = [[d.document_id, d.name, str(d.pages), str(d.chunks), d.added_at] for d in docs]
+    print(_table(["document_id", "name", "pages", "chunks", "added_at"], rows))
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.store import AmbiguousDocument, DocumentNotFound, KnowledgeBase
+
+    try:
+        doc = KnowledgeBase(settings.data_dir).delete(args.ref)
+    except (DocumentNotFound, AmbiguousDocument) as e:
+        if args.json:
+            print(json.dumps({"deleted": None, "error": str(e)}))
+        _err(f"error: {e}")
+        return 1
+    if args.json:
+        print(json.dumps({"deleted": doc.to_json(), "error": None}, ensure_ascii=False))
+    else:
+        print(f"deleted {doc.name} ({doc.document_id}, {doc.chunks} chunks)")
+    return 0
+
+
+def _queries(args: argparse.Namespace) -> list[str]:
+    if args.batch is not None and args.query is not None:
+        raise _UsageError("give either QUERY or --batch FILE, not both")
+    if args.batch is not None:
+        try:
+            lines = args.batch.read_text(encoding="utf-8").splitlines()
+        except OSError as e:
+            raise _UsageError(f"cannot read --batch file {args.batch}: {e.strerror or e}") from e
+        return [line.strip() for line in lines if line.strip()]
+    if args.query is None or not args.query.strip():
+        raise _UsageError("give a QUERY (or --batch FILE with one query per line)")
+    return [args.query]
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    queries = _queries(args)
+    engine = _engine(args, settings)
+    k = args.k or settings.top_k
+    results = engine.search(queries, k=k, metric=args.metric)
+    if engine.kb.size == 0:
+        _err(EMPTY_KB_MESSAGE)
+    for query, hits in zip(queries, results, strict=True):
+        if args.json:
+            print(
+                json.dumps({"query": query, "hits": [h.to_json() for h in hits]}, ensure_ascii=False),
+                flush=True,
+            )
+            continue
+        print(f"query: {query}")
+        if not hits:
+            print("  no hits")
+        rows = [[str(h.rank), f"{h.score:.3f}", h.document, str(h.page), _snippet(h.text)] for h in hits]
+        if rows:
+            print(_table(["rank", "score", "document", "page", "text"], rows))
+        print()
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.evaluation import QAFormatError, evaluate, load_qa
+
+    try:
+        items = load_qa(args.qa)
+    except (OSError, QAFormatError) as e:
+        raise _UsageError(str(e)) from e
+    engine = _engine(args, settings)
+    k = args.k or settings.top_k
+    if engine.kb.size == 0:
+        raise _UsageError(EMPTY_KB_MESSAGE)
+    report = evaluate(items, lambda qs: engine.search(qs, k=max(k, 5), metric=args.metric), k=k)
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False))
+        return 0
+    print(
+        _table(
+            ["n", "hit@1", "hit@3", "hit@5", "mrr"],
+            [[str(report.n)] + [f"{report.hit_at[c]:.3f}" for c in (1, 3, 5)] + [f"{report.mrr:.3f}"]],
+        )
+    )
+    misses = [q for q in report.questions if q["hit_rank"] is None]
+    if misses:
+        print("\nmisses (top hit instead):")
+        for q in misses:
+            print(f"  {q['id']}: {q['question']}  -> {q['top_document']} p{q['top_page']}")
+    return 0
+
+
+_COMMANDS = {
+    "ingest": cmd_ingest,
+    "docs": cmd_docs,
+    "delete": cmd_delete,
+    "search": cmd_search,
+    "eval": cmd_eval,
+}
+
+
+def _snippet(text: str, n: int = 90) -> str:
+    one_line = " ".join(text.split())
+    return one_line if len(one_line) <= n else one_line[: n - 1] + "…"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Retrieval evaluation on a QA file: hit@1/3/5 and MRR, plus one row per question.
+
+QA format (JSON Lines, as in the shared eval set): `{"id", "question", "document", "pages",
+"answer_contains", "kind"}`; `document: null` and `pages: []` mark a question no document answers.
+Those are left out of hit@k and MRR. A hit at k: one of the top k passages is from `document` on one of
+`pages`. MRR: mean of 1/rank of the first hit within the top k (0 when none).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag_core.retrieval import Hit, rank_of_first
+
+
+class QAFormatError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class QAItem:
+    id: str
+    question: str
+    document: str | None
+    pages: list[int]
+    answer_contains: list[str] = field(default_factory=list)
+    kind: str = "fact"
+
+    @property
+    def answerable(self) -> bool:
+        return self.document is not None and bool(self.pages)
+
+
+def load_qa(path: str | Path) -> list[QAItem]:
+    """Read a QA JSONL file; a bad line raises `QAFormatError` naming the line and the problem."""
+    items: list[QAItem] = []
+    text = Path(path).read_text(encoding="utf-8")
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            items.append(
+                QAItem(
+                    id=str(obj.get("id", f"q{n}")),
+                    question=str(obj["question"]),
+                    document=obj.get("document"),
+                    pages=[int(p) for p in obj.get("pages") or []],
+                    answer_contains=[str(a) for a in obj.get("answer_contains") or []],
+                    kind=str(obj.get("kind", "fact")),
+                )
+            )
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise QAFormatError(
+                f"{path}:{n}: not a QA line ({type(e).__name__}: {e}); expected JSON with at least "
+                '"question", "document" and "pages"'
+            ) from e
+    if not items:
+        raise QAFormatError(f"{path}: no questions found")
+    return items
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    n: int
+    hit_at: dict[int, float]
+    mrr: float
+    refused_unanswerable: float | None
+    questions: list[dict[str, object]]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "n": self.n,
+            "hit@1": self.hit_at[1],
+            "hit@3": self.hit_at[3],
+            "hit@5": self.hit_at[5],
+            "mrr": self.mrr,
+            "refused_unanswerable": self.refused_unanswerable,
+            "questions": self.questions,
+        }
+
+
+def evaluate(
+    items: Sequence[QAItem],
+    search: Callable[[list[str]], list[list[Hit]]],
+    k: int = 5,
+) -> EvalReport:
+    """Score `search` (questions -> hits, at least max(k, 5) each) on the answerable items."""
+    answerable = [q for q in items if q.answerable]
+    hits_per_q = search([q.question for q in answerable]) if answerable else []
+    rows: list[dict[str, object]] = []
+    ranks: list[int | None] = []
+    for q, hits in zip(answerable, hits_per_q, strict=True):
+        rank = rank_of_first(hits, q.document or "", q.pages)
+        ranks.append(rank)
+        top = hits[0] if hits else None
+        rows.append(
+            {
+                "id": q.id,
+                "question": q.question,
+                "kind": q.kind,
+                "document": q.document,
+                "pages": q.pages,
+                "hit_rank": rank,
+                "top_document": top.document if top else None,
+                "top_page": top.page if top else None,
+                "top_score": round(top.score, 4) if top else None,
+            }
+        )
+    n = len(answerable)
+
+    def hit_at(cut: int) -> float:
+        return sum(1 for r in ranks if r is not None and r <= cut) / n if n else 0.0
+
+    mrr = sum(1.0 / r for r in ranks if r is not None and r <= k) / n if n else 0.0
+    return EvalReport(
+        n=n,
+        hit_at={1: hit_at(1), 3: hit_at(3), 5: hit_at(5)},
+        mrr=mrr,
+        refused_unanswerable=None,  # needs a generator with grounding; see rag_core.generation
+        questions=rows,
+    )

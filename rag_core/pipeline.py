@@ -1,0 +1,251 @@
+"""The engine's front door: ingest files, list and delete documents, search. One object per data dir.
+
+Why it exists: loaders, chunking and embedding know nothing of the store, and the store knows only rows
+and vectors (DESIGN.md). Something has to run load -> chunk -> embed -> store for a file, and the CLI,
+the Streamlit pages and the benchmarks must all run it the same way. A page makes one call here.
+
+Slow work (parsing, embedding) happens outside the writer lock; only the final atomic write holds it,
+so two uploads at once embed in parallel and then commit one after the other.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import overload
+
+from rag_core.chunking import Chunker
+from rag_core.config import Settings
+from rag_core.embedding import Embedder, shared_embedder
+from rag_core.loaders import LoadError, load_bytes
+from rag_core.retrieval import Hit, search_vectors
+from rag_core.store import (
+    DocumentInfo,
+    DuplicateDocument,
+    EmbedderMismatch,
+    KnowledgeBase,
+    document_id_for,
+    sha256_hex,
+)
+
+# (stage, done, total): stage is "parsing", "embedding" or "saving"; done/total count units of that stage.
+IngestProgress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """The outcome of one file, as the CLI prints it (`--json`) and the upload page shows it."""
+
+    file: str
+    status: str  # "added" | "duplicate" | "failed"
+    document_id: str | None
+    pages: int
+    chunks: int
+    error: str | None = None
+    error_kind: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "status": self.status,
+            "document_id": self.document_id,
+            "pages": self.pages,
+            "chunks": self.chunks,
+            "error": self.error,
+        }
+
+
+class BatchTooLarge(ValueError):
+    pass
+
+
+class Engine:
+    """Ingest and search over one knowledge base.
+
+    `embedder_spec`: an explicit embedder; it must match the one the KB was built with. When None, the
+    KB's recorded embedder is used (a query always uses the KB's encoder), or `settings.embedder` for a
+    new KB. `embedder`: an already loaded model to reuse (the app and tests share one per process).
+    """
+
+    def __init__(self, settings: Settings, *, embedder_spec: str | None = None, embedder: Embedder | None = None):
+        self.settings = settings
+        self.kb = KnowledgeBase(settings.data_dir)
+        recorded = self.kb.embedder_name
+        if embedder_spec is not None and recorded is not None and embedder_spec != recorded:
+            self.kb.check_embedder(embedder_spec)  # raises with both names and how to re-index
+        self.embedder_spec = embedder_spec or recorded or settings.embedder
+        if embedder is not None and embedder.name != self.embedder_spec:
+            self.kb.check_embedder(embedder.name, embedder.dimension)
+            self.embedder_spec = embedder.name
+        self._embedder = embedder
+        self._embedder_lock = threading.Lock()
+        self._chunker: Chunker | None = None
+
+    # ---------------------------------------------------------------- models
+
+    @property
+    def embedder(self) -> Embedder:
+        """Loaded on first use: listing or deleting documents needs no model."""
+        with self._embedder_lock:
+            if self._embedder is None:
+                self._embedder = shared_embedder(
+                    self.embedder_spec,
+                    precision=self.settings.precision,
+                    batch_size=self.settings.batch_size,
+                    allow_downloads=self.settings.allow_downloads,
+                )
+            return self._embedder
+
+    @property
+    def chunker(self) -> Chunker:
+        if self._chunker is None:
+            e = self.embedder
+            self._chunker = Chunker(
+                e.tokenizer, self.settings.chunk_tokens, self.settings.chunk_overlap, e.max_seq_length
+            )
+        return self._chunker
+
+    # ---------------------------------------------------------------- documents
+
+    def documents(self) -> list[DocumentInfo]:
+        return self.kb.documents()
+
+    def delete(self, ref: str) -> DocumentInfo:
+        return self.kb.delete(ref)
+
+    # ---------------------------------------------------------------- ingest
+
+    def ingest_paths(
+        self,
+        paths: Sequence[str | Path],
+        progress: Callable[[int, int, IngestResult | None], None] | None = None,
+        file_progress: IngestProgress | None = None,
+    ) -> list[IngestResult]:
+        """Ingest files from disk, one result per file in order. A failing file never stops the batch."""
+        self._check_batch(len(paths))
+        results: list[IngestResult] = []
+        for i, p in enumerate(paths):
+            path = Path(p)
+            try:
+                if path.is_dir():
+                    raise LoadError("is a directory: give the files inside it")
+                size = path.stat().st_size
+                if size > self.settings.max_file_bytes:
+                    raise LoadError(
+                        f"file too large: {size / 1e6:.1f} MB, the limit is "
+                        f"{self.settings.max_file_bytes / 1e6:.1f} MB (raise RAG_MAX_FILE_MB to allow larger files)"
+                    )
+                data = path.read_bytes()
+            except (OSError, LoadError) as e:
+                msg = str(e) if isinstance(e, LoadError) else f"could not open the file: {e.strerror or e}"
+                result = IngestResult(path.name, "failed", None, 0, 0, msg, "io")
+            else:
+                result = self.ingest_bytes(path.name, data, file_progress)
+            results.append(result)
+            if progress is not None:
+                progress(i + 1, len(paths), result)
+        return results
+
+    def ingest_uploads(
+        self,
+        files: Sequence[tuple[str, bytes]],
+        progress: Callable[[int, int, IngestResult | None], None] | None = None,
+        file_progress: IngestProgress | None = None,
+    ) -> list[IngestResult]:
+        """Ingest (name, bytes) pairs, as the upload page receives them."""
+        self._check_batch(len(files))
+        results: list[IngestResult] = []
+        for i, (name, data) in enumerate(files):
+            results.append(self.ingest_bytes(name, data, file_progress))
+            if progress is not None:
+                progress(i + 1, len(files), results[-1])
+        return results
+
+    def _check_batch(self, n: int) -> None:
+        if n > self.settings.max_files_per_batch:
+            raise BatchTooLarge(
+                f"{n} files in one batch; the limit is {self.settings.max_files_per_batch} "
+                "(split the batch, or raise RAG_MAX_FILES_PER_BATCH)"
+            )
+
+    def ingest_bytes(self, name: str, data: bytes, progress: IngestProgress | None = None) -> IngestResult:
+        """Load, chunk, embed and store one file. Never raises for a bad file: returns status 'failed'."""
+        display = display_name(name)
+        sha = sha256_hex(data)
+        existing = self.kb.find_by_sha(sha) if data else None
+        if existing is not None:
+            return IngestResult(display, "duplicate", existing.document_id, existing.pages, existing.chunks)
+        try:
+            if progress:
+                progress("parsing", 0, 1)
+            loaded = load_bytes(
+                data, display, max_bytes=self.settings.max_file_bytes, max_pages=self.settings.max_pages
+            )
+            if progress:
+                progress("parsing", 1, 1)
+            chunks = self.chunker.chunk_pages(loaded.pages)
+            texts = [c.text for c in chunks]
+            vectors, norms = self.embedder.encode_with_norms(
+                texts, (lambda d, t: progress("embedding", d, t)) if progress else None
+            )
+            if progress:
+                progress("saving", 0, 1)
+            info = self.kb.add_document(
+                name=display,
+                data=data,
+                kind=loaded.kind,
+                pages=loaded.pages,
+                page_count=loaded.page_count,
+                chunks=chunks,
+                vectors=vectors,
+                norms=norms,
+                embedder_name=self.embedder.name,
+            )
+            if progress:
+                progress("saving", 1, 1)
+        except DuplicateDocument as e:  # the same bytes landed from another upload meanwhile
+            d = e.existing
+            return IngestResult(display, "duplicate", d.document_id, d.pages, d.chunks)
+        except LoadError as e:
+            return IngestResult(display, "failed", None, 0, 0, str(e), e.kind)
+        except EmbedderMismatch as e:
+            return IngestResult(display, "failed", None, 0, 0, str(e), "embedder_mismatch")
+        return IngestResult(display, "added", info.document_id, info.pages, info.chunks)
+
+    # ---------------------------------------------------------------- search
+
+    @overload
+    def search(self, query: str, k: int | None = None, metric: str | None = None) -> list[Hit]: ...
+    @overload
+    def search(self, query: list[str], k: int | None = None, metric: str | None = None) -> list[list[Hit]]: ...
+
+    def search(
+        self, query: str | list[str], k: int | None = None, metric: str | None = None
+    ) -> list[Hit] | list[list[Hit]]:
+        """Top-k hits for a query (or a list of queries: one list of hits each). Empty KB -> no hits."""
+        k = k or self.settings.top_k
+        metric = metric or self.settings.metric
+        queries = [query] if isinstance(query, str) else list(query)
+        if self.kb.size == 0 or not queries:
+            empty: list[list[Hit]] = [[] for _ in queries]
+            return empty[0] if isinstance(query, str) else empty
+        vectors, norms = self.embedder.encode_with_norms(queries)
+        results = search_vectors(self.kb, vectors, norms, k, metric)
+        return results[0] if isinstance(query, str) else results
+
+
+def display_name(name: str) -> str:
+    """The base name of an uploaded file, safe to show: no directories, no control characters.
+
+    >>> display_name("../../etc/passwd"), display_name("C:\\\\Users\\\\x\\\\Leave Policy.pdf")
+    ('passwd', 'Leave Policy.pdf')
+    """
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if ch.isprintable())
+    base = base.strip() or "unnamed"
+    return base[:255]
+
+
+__all__ = ["BatchTooLarge", "Engine", "IngestResult", "display_name", "document_id_for"]

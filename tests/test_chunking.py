@@ -1,0 +1,82 @@
+"""rag_core.chunking: token budgets in the embedder's own word pieces, spans, overlap, pages."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from rag_core.chunking import Chunker, split_sentences
+from rag_core.embedding import Embedder
+from rag_core.loaders import Page
+
+SENTENCES = " ".join(f"Sentence number {i} says employees accrue {i} days of leave." for i in range(60))
+
+
+class TestSplitSentences:
+    def test_spans_cover_sentences(self) -> None:
+        text = "Leave is paid. Ask HR! Why? Because.\n\nNew paragraph without stop\n- bullet one\n- bullet two"
+        parts = [text[a:b] for a, b in split_sentences(text)]
+        assert parts == [
+            "Leave is paid.",
+            "Ask HR!",
+            "Why?",
+            "Because.",
+            "New paragraph without stop",
+            "- bullet one",
+            "- bullet two",
+        ]
+
+    def test_empty(self) -> None:
+        assert split_sentences("   ") == []
+
+
+class TestChunker:
+    def test_validation_names_values(self, embedder: Embedder) -> None:
+        with pytest.raises(ValueError, match="overlap=50, max_tokens=50"):
+            Chunker(embedder.tokenizer, 50, 50)
+        with pytest.raises(ValueError, match="must be <= 254"):
+            Chunker(embedder.tokenizer, 300, 0, model_max_tokens=256)
+
+    @pytest.mark.parametrize(("size", "overlap"), [(32, 0), (64, 16), (128, 32), (254, 50)])
+    def test_every_chunk_fits_and_matches_its_span(self, embedder: Embedder, size: int, overlap: int) -> None:
+        chunker = Chunker(embedder.tokenizer, size, overlap, embedder.max_seq_length)
+        chunks = chunker.chunk_text(SENTENCES, page=3)
+        assert len(chunks) > 1
+        for c in chunks:
+            assert c.page == 3
+            assert SENTENCES[c.start : c.end] == c.text
+            assert embedder.count_tokens(c.text) <= size
+            assert c.tokens == embedder.count_tokens(c.text)
+
+    def test_chunks_cover_all_text_in_order(self, embedder: Embedder) -> None:
+        chunks = Chunker(embedder.tokenizer, 40, 10).chunk_text(SENTENCES)
+        assert chunks[0].start == 0 and chunks[-1].end == len(SENTENCES)
+        for a, b in itertools.pairwise(chunks):
+            assert SENTENCES[a.end : b.start].strip() == ""  # no text lost between chunks
+            assert b.start > a.start  # always advances
+
+    def test_overlap_repeats_trailing_sentences(self, embedder: Embedder) -> None:
+        with_overlap = Chunker(embedder.tokenizer, 64, 20).chunk_text(SENTENCES)
+        without = Chunker(embedder.tokenizer, 64, 0).chunk_text(SENTENCES)
+        assert all(b.start == a.end + 1 for a, b in itertools.pairwise(without))
+        assert any(b.start < a.end for a, b in itertools.pairwise(with_overlap))
+        assert len(with_overlap) > len(without)
+
+    def test_cuts_at_sentence_boundaries(self, embedder: Embedder) -> None:
+        for c in Chunker(embedder.tokenizer, 64, 16).chunk_text(SENTENCES):
+            assert c.text.startswith("Sentence") and c.text.endswith(".")
+
+    def test_long_sentence_without_punctuation_is_split_to_fit(self, embedder: Embedder) -> None:
+        text = " ".join(f"item{i} value" for i in range(400))  # one "sentence", ~1600 word pieces
+        chunks = Chunker(embedder.tokenizer, 100, 20).chunk_text(text)
+        assert len(chunks) > 5
+        assert all(embedder.count_tokens(c.text) <= 100 for c in chunks)
+        assert all(text[c.start : c.end] == c.text for c in chunks)
+        assert chunks[-1].end == len(text)
+
+    def test_chunks_never_span_pages(self, embedder: Embedder) -> None:
+        pages = [Page(1, "Short page one."), Page(4, SENTENCES)]
+        chunks = Chunker(embedder.tokenizer, 64, 16).chunk_pages(pages)
+        assert chunks[0].page == 1 and chunks[0].text == "Short page one."
+        assert {c.page for c in chunks[1:]} == {4}

@@ -1,0 +1,147 @@
+"""`python -m rag_core`: the command line contract of DESIGN.md, to the letter."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from rag_core.__main__ import main
+from rag_core.embedding import Embedder
+
+ROOT = Path(__file__).resolve().parent.parent
+HIT_KEYS = {"rank", "score", "document", "document_id", "page", "chunk_id", "text"}
+INGEST_KEYS = {"file", "status", "document_id", "pages", "chunks", "error"}
+
+
+def run_cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    """A real new process, as scripts use it."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "rag_core", *args, "--data-dir", str(data_dir)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def call(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+class TestRoundTrip:
+    def test_ingest_restart_search_delete(self, tmp_path: Path, policy_pdf: Path) -> None:
+        kb = tmp_path / "kb"
+        bad = tmp_path / "bad.pdf"
+        bad.write_bytes(b"%PDF-1.4 truncated")
+        r = run_cli("ingest", str(policy_pdf), str(bad), "--json", data_dir=kb)
+        assert r.returncode == 1, r.stderr  # one file failed, the other still added
+        lines = [json.loads(line) for line in r.stdout.splitlines()]
+        assert [set(x) for x in lines] == [INGEST_KEYS, INGEST_KEYS]
+        assert [x["status"] for x in lines] == ["added", "failed"]
+        assert "damaged PDF" in lines[1]["error"] and lines[1]["document_id"] is None
+
+        first = run_cli("search", "work from home", "--k", "2", "--json", data_dir=kb)
+        second = run_cli("search", "work from home", "--k", "2", "--json", data_dir=kb)
+        assert first.returncode == 0 and first.stdout == second.stdout  # same hits after a restart
+        result = json.loads(first.stdout)
+        assert result["query"] == "work from home" and len(result["hits"]) == 2
+        assert set(result["hits"][0]) == HIT_KEYS and result["hits"][0]["page"] == 2
+
+        again = run_cli("ingest", str(policy_pdf), "--json", data_dir=kb)
+        assert again.returncode == 0 and json.loads(again.stdout)["status"] == "duplicate"
+
+        deleted = run_cli("delete", "policy.pdf", data_dir=kb)
+        assert deleted.returncode == 0 and "deleted policy.pdf" in deleted.stdout
+        docs = run_cli("docs", "--json", data_dir=kb)
+        assert json.loads(docs.stdout) == []
+
+
+class TestCommands:
+    @pytest.fixture
+    def kb(self, tmp_path: Path, policy_pdf: Path, embedder: Embedder, capsys: pytest.CaptureFixture[str]) -> Path:
+        kb = tmp_path / "kb"
+        assert call(capsys, "ingest", str(policy_pdf), "--data-dir", str(kb))[0] == 0
+        return kb
+
+    def test_docs_json_shape(self, kb: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        code, out, _ = call(capsys, "docs", "--json", "--data-dir", str(kb))
+        docs = json.loads(out)
+        assert code == 0 and len(docs) == 1
+        assert set(docs[0]) == {"document_id", "name", "sha256", "pages", "chunks", "added_at"}
+        assert docs[0]["name"] == "policy.pdf" and docs[0]["pages"] == 3
+
+    def test_docs_table(self, kb: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        code, out, _ = call(capsys, "docs", "--data-dir", str(kb))
+        assert code == 0 and "policy.pdf" in out and "document_id" in out
+
+    def test_search_batch_one_json_per_line_in_order(
+        self, kb: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        batch = tmp_path / "q.txt"
+        batch.write_text("How many days of annual leave?\n\nAre meals covered when travelling?\n")
+        code, out, _ = call(capsys, "search", "--batch", str(batch), "--k", "1", "--json", "--data-dir", str(kb))
+        rows = [json.loads(line) for line in out.splitlines()]
+        assert code == 0 and [r["query"] for r in rows] == [
+            "How many days of annual leave?",
+            "Are meals covered when travelling?",
+        ]
+        assert [r["hits"][0]["page"] for r in rows] == [1, 3]
+
+    def test_search_table_and_metric(self, kb: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        code, out, _ = call(capsys, "search", "VPN", "--metric", "l2", "--data-dir", str(kb))
+        assert code == 0 and "policy.pdf" in out and "rank" in out
+
+    def test_search_empty_kb_is_friendly(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        code, out, err = call(capsys, "search", "leave", "--json", "--data-dir", str(tmp_path / "empty"))
+        assert code == 0 and json.loads(out) == {"query": "leave", "hits": []}
+        assert "empty" in err and "ingest" in err
+
+    def test_delete_unknown_exits_1(self, kb: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        code, _, err = call(capsys, "delete", "nope.pdf", "--data-dir", str(kb))
+        assert code == 1 and "no document" in err
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ["search"],
+            ["search", "q", "--k", "0"],
+            ["frobnicate"],
+            ["search", "q", "--metric", "jaccard"],
+        ],
+    )
+    def test_usage_errors_exit_2(self, args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        try:
+            code = main([*args, "--data-dir", str(tmp_path)]) if args[0] == "search" else main(args)
+        except SystemExit as e:  # argparse's own usage errors
+            code = int(e.code or 0)
+        assert code == 2
+
+    def test_eval_command(self, kb: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        qa = tmp_path / "qa.jsonl"
+        qa.write_text(
+            '{"id": "a", "question": "Can I work from home?", "document": "policy.pdf", "pages": [2]}\n'
+            '{"id": "b", "question": "Meal allowance on trips?", "document": "policy.pdf", "pages": [3]}\n'
+            '{"id": "u", "question": "Moon?", "document": null, "pages": []}\n'
+        )
+        code, out, _ = call(capsys, "eval", str(qa), "--json", "--data-dir", str(kb))
+        report = json.loads(out)
+        assert code == 0 and report["n"] == 2 and report["hit@1"] == 1.0 and report["mrr"] == 1.0
+        assert [q["id"] for q in report["questions"]] == ["a", "b"]
+
+
+def test_ingest_without_json_shows_table(
+    tmp_path: Path, pdf_maker: Callable[..., Path], embedder: Embedder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pdf = pdf_maker(["Overtime is paid at time and a half."])
+    code, out, _ = call(capsys, "ingest", str(pdf), "--data-dir", str(tmp_path / "kb"))
+    assert code == 0 and "added" in out and "1 pages" in out and "1 added, 0 duplicate, 0 failed" in out

@@ -1,0 +1,82 @@
+"""rag_core.retrieval: metrics (cosine / dot / L2) and how they relate; hits carry page and text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag_core.chunking import Chunk
+from rag_core.loaders import Page
+from rag_core.retrieval import Hit, metric_scores, rank_of_first, search_vectors
+from rag_core.store import KnowledgeBase
+
+
+def _kb_with_raw_vectors(tmp_path: Path, raw: np.ndarray) -> KnowledgeBase:
+    kb = KnowledgeBase(tmp_path)
+    norms = np.linalg.norm(raw, axis=1).astype(np.float32)
+    unit = (raw / norms[:, None]).astype(np.float32)
+    chunks = [Chunk(i + 1, 0, 2, f"c{i}", 1) for i in range(len(raw))]
+    kb.add_document(
+        name="d.txt",
+        data=b"d",
+        kind="text",
+        pages=[Page(i + 1, f"c{i}") for i in range(len(raw))],
+        page_count=len(raw),
+        chunks=chunks,
+        vectors=unit,
+        norms=norms,
+        embedder_name="toy",
+    )
+    return kb
+
+
+class TestMetrics:
+    def test_identical_ranking_for_unit_vectors(self) -> None:
+        rng = np.random.default_rng(0)
+        u = rng.normal(size=(50, 16)).astype(np.float32)
+        u /= np.linalg.norm(u, axis=1)[:, None]
+        q = u[0] * 0.5 + u[1] * 0.5
+        q /= np.linalg.norm(q)
+        ones = np.ones(50, np.float32)
+        orders = [np.argsort(-metric_scores(u, ones, q, 1.0, m)) for m in ("cosine", "dot", "l2")]
+        assert (orders[0] == orders[1]).all() and (orders[0] == orders[2]).all()
+
+    def test_l2_is_sqrt_of_two_minus_two_cos_for_unit_vectors(self) -> None:
+        u = np.array([[1.0, 0.0], [0.6, 0.8]], np.float32)
+        d = -metric_scores(u, np.ones(2, np.float32), u[0], 1.0, "l2")
+        np.testing.assert_allclose(d, np.sqrt(2 - 2 * (u @ u[0])), atol=1e-6)
+
+    def test_dot_favours_long_vectors_when_not_normalised(self, tmp_path: Path) -> None:
+        # c0 points at the query but is short; c1 is 40 degrees off but 10x longer.
+        raw = np.array([[1.0, 0.0], [7.66, 6.43]], np.float32)
+        kb = _kb_with_raw_vectors(tmp_path, raw)
+        q = np.array([[1.0, 0.0]], np.float32)
+        cos = search_vectors(kb, q, np.array([1.0], np.float32), 2, "cosine")[0]
+        dot = search_vectors(kb, q, np.array([1.0], np.float32), 2, "dot")[0]
+        l2 = search_vectors(kb, q, np.array([1.0], np.float32), 2, "l2")[0]
+        assert [h.text for h in cos] == ["c0", "c1"]
+        assert [h.text for h in dot] == ["c1", "c0"]
+        assert [h.text for h in l2] == ["c0", "c1"]
+        assert dot[0].score == pytest.approx(7.66, rel=1e-3)
+        assert l2[0].score == pytest.approx(0.0, abs=1e-5)
+
+    def test_unknown_metric_lists_valid(self, tmp_path: Path) -> None:
+        with pytest.raises(ValueError, match="cosine"):
+            search_vectors(KnowledgeBase(tmp_path), np.ones((1, 2), np.float32), np.ones(1, np.float32), 3, "jaccard")
+
+
+class TestHits:
+    def test_hits_have_page_rank_and_text(self, tmp_path: Path) -> None:
+        raw = np.eye(3, dtype=np.float32)
+        kb = _kb_with_raw_vectors(tmp_path, raw)
+        hits = search_vectors(kb, raw[2:3], np.ones(1, np.float32), 2)[0]
+        assert len(hits) == 2 and (hits[0].rank, hits[0].page, hits[0].text) == (1, 3, "c2")
+        assert hits[1].rank == 2 and hits[1].score == pytest.approx(0.0, abs=1e-6)
+        assert set(hits[0].to_json()) == {"rank", "score", "document", "document_id", "page", "chunk_id", "text"}
+
+    def test_rank_of_first(self) -> None:
+        hits = [Hit(1, 0.9, "a.pdf", "x", 2, 1, "t"), Hit(2, 0.8, "b.pdf", "y", 4, 2, "t")]
+        assert rank_of_first(hits, "b.pdf", [3, 4]) == 2
+        assert rank_of_first(hits, "b.pdf", [5]) is None
