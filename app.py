@@ -1,7 +1,22 @@
-"""PolicyPal: the Streamlit entry point (router and frame only)."""
+"""PolicyPal: the Streamlit entry point. Router and frame only: page config, navigation, sidebar settings."""
 
 import streamlit as st
 
-st.set_page_config(page_title="PolicyPal", page_icon="📘", layout="wide")
-st.title("PolicyPal")
-st.info("The engine is ready from the command line: `python -m rag_core --help`. The pages are coming next.")
+from pages.common import ROUTER_FLAG, TARGET_KEY, sidebar_settings
+
+st.set_page_config(page_title="PolicyPal", page_icon=":material/menu_book:", layout="wide")
+st.session_state[ROUTER_FLAG] = True
+
+navigation = st.navigation(
+    [
+        st.Page(
+            "pages/documents.py", title="Documents", icon=":material/description:", url_path="documents", default=True
+        ),
+        st.Page("pages/chat.py", title="Chat", icon=":material/chat:", url_path="chat"),
+        st.Page("pages/analysis.py", title="Analysis", icon=":material/scatter_plot:", url_path="analysis"),
+    ]
+)
+if target := st.session_state.pop(TARGET_KEY, None):
+    st.switch_page(target)  # a visitor who arrived on a page URL before the router ever ran
+sidebar_settings()
+navigation.run()

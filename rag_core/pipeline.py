@@ -19,6 +19,7 @@ from typing import overload
 from rag_core.chunking import Chunker
 from rag_core.config import Settings
 from rag_core.embedding import Embedder, shared_embedder
+from rag_core.generation import Answer, best_passage_answer
 from rag_core.loaders import LoadError, load_bytes
 from rag_core.retrieval import Hit, search_vectors
 from rag_core.store import (
@@ -29,6 +30,9 @@ from rag_core.store import (
     document_id_for,
     sha256_hex,
 )
+
+SAMPLE_PDF = Path(__file__).resolve().parent / "samples" / "sample_policy.pdf"
+SAMPLE_NAME = "northwind-sample-hr-policy.pdf"
 
 # (stage, done, total): stage is "parsing", "embedding" or "saving"; done/total count units of that stage.
 IngestProgress = Callable[[str, int, int], None]
@@ -214,6 +218,10 @@ class Engine:
             return IngestResult(display, "failed", None, 0, 0, str(e), "embedder_mismatch")
         return IngestResult(display, "added", info.document_id, info.pages, info.chunks)
 
+    def load_sample(self, progress: IngestProgress | None = None) -> IngestResult:
+        """Ingest the bundled sample HR policy, so a first-time user can try everything in one click."""
+        return self.ingest_bytes(SAMPLE_NAME, SAMPLE_PDF.read_bytes(), progress)
+
     # ---------------------------------------------------------------- search
 
     @overload
@@ -234,6 +242,10 @@ class Engine:
         vectors, norms = self.embedder.encode_with_norms(queries)
         results = search_vectors(self.kb, vectors, norms, k, metric)
         return results[0] if isinstance(query, str) else results
+
+    def answer(self, question: str, k: int | None = None, metric: str | None = None) -> Answer:
+        """Retrieve, then answer from the passages, with citations and the prompt a generator gets."""
+        return best_passage_answer(question, self.search(question, k=k, metric=metric))
 
 
 def display_name(name: str) -> str:

@@ -1,0 +1,45 @@
+"""Analysis: the embedding map with the query placed on it, top-k scores, metrics, document similarity."""
+
+import streamlit as st
+
+from pages.common import get_engine, require_router, top_k
+from rag_core import analysis
+from rag_core.display import escape_markdown
+
+require_router("pages/analysis.py")
+engine = get_engine()
+st.title("Analysis")
+
+if not engine.documents():
+    st.info("The knowledge base is empty: add documents (or the sample policy) first.")
+    st.page_link("pages/documents.py", label="Go to Documents", icon=":material/description:")
+    st.stop()
+
+c1, c2, c3 = st.columns([1, 1, 2])
+method = c1.selectbox("Projection", analysis.METHODS, format_func=str.upper, key="analysis_method")
+perplexity = c2.slider("Perplexity (t-SNE)", 5, 50, 30, key="analysis_perplexity", disabled=method != "tsne")
+query = c3.text_input("Query to place on the map", key="analysis_query", placeholder="e.g. How many vacation days?")
+
+with st.spinner("Projecting the embeddings (cached until the documents change)…"):
+    view = analysis.query_view(engine, query, method=method, perplexity=float(perplexity), k=top_k())
+
+st.plotly_chart(view.map_figure, width="stretch", key="analysis_map")
+
+if view.hits:
+    left, right = st.columns([1, 1])
+    left.plotly_chart(analysis.scores_figure(view.hits), width="stretch", key="analysis_scores")
+    with right:
+        st.markdown("**Top-k under each metric**")
+        st.caption(analysis.METRICS_EXPLAINED)
+        cols = st.columns(3)
+        for col, (name, hits) in zip(cols, view.by_metric.items(), strict=True):
+            col.markdown(f"**{name}**")
+            col.dataframe(
+                [{"#": h.rank, "doc": h.document, "p": h.page, "score": round(h.score, 3)} for h in hits],
+                hide_index=True,
+            )
+        st.caption(escape_markdown(view.agreement))
+
+labels, matrix = analysis.document_similarity(engine.kb)
+if len(labels) > 1:
+    st.plotly_chart(analysis.heatmap_figure(labels, matrix), width="stretch", key="analysis_heatmap")

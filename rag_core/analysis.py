@@ -1,0 +1,352 @@
+"""Look inside the embedding space: 2-D maps of all chunks, the query placed on them, metric
+comparisons and document-to-document similarity. Numbers first, then plotly figures built from them.
+
+Why the query is placed by interpolation, not re-projection: t-SNE has no cheap out-of-sample mapping
+(openTSNE's `transform` of one point takes seconds). A query lands where its nearest chunks are, so we
+put it at the similarity-weighted mean of its k nearest chunks' map coordinates: milliseconds, and
+faithful to what the map shows (neighbourhoods).
+
+Why maps are cached on disk per KB generation: a t-SNE of thousands of chunks takes seconds to tens
+of seconds; the KB generation changes on every ingest or delete, so the cache key is exact.
+
+What it leaves out: UMAP (no well-kept offline-friendly package in our pins); the page only draws.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import plotly.graph_objects as go
+
+from rag_core.config import METRICS
+from rag_core.pipeline import Engine
+from rag_core.retrieval import Hit, search_vectors
+from rag_core.store import ChunkRow, KnowledgeBase
+
+FloatArray = npt.NDArray[np.float32]
+METHODS = ("tsne", "pca")
+HOVER_CHARS = 150
+
+
+@dataclass(frozen=True)
+class EmbeddingMap:
+    """2-D coordinates of every chunk, in the order of `chunks`."""
+
+    method: str
+    perplexity: float
+    generation: int
+    coords: FloatArray  # (n, 2)
+    chunks: list[ChunkRow]
+    vectors: FloatArray  # (n, dim) unit vectors, same order
+
+    @property
+    def documents(self) -> list[str]:
+        return sorted({c.document for c in self.chunks})
+
+
+def project(vectors: FloatArray, method: str = "tsne", perplexity: float = 30.0, seed: int = 0) -> FloatArray:
+    """Project unit vectors to 2-D with t-SNE (openTSNE after PCA to 50 dims) or PCA.
+
+    Small inputs are handled: t-SNE needs perplexity < n/3, so it is clamped, and below 5 points we
+    fall back to PCA (t-SNE of 4 points means nothing).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    if perplexity <= 0:
+        raise ValueError(f"perplexity must be > 0; got perplexity={perplexity}")
+    x = np.asarray(vectors, dtype=np.float32)
+    n = x.shape[0]
+    if n == 0:
+        return np.zeros((0, 2), np.float32)
+    if n == 1:
+        return np.zeros((1, 2), np.float32)
+    if method == "pca" or n < 5:
+        return _pca(x, 2)
+    from openTSNE import TSNE
+
+    reduced = _pca(x, min(50, n - 1, x.shape[1]))
+    perp = float(min(perplexity, max(1.0, (n - 1) / 3.0)))
+    tsne = TSNE(perplexity=perp, random_state=seed, n_jobs=2, initialization="pca", verbose=False)
+    emb = tsne.fit(reduced.astype(np.float64))
+    return np.asarray(emb, dtype=np.float32)
+
+
+def _pca(x: FloatArray, dims: int) -> FloatArray:
+    centred = x - x.mean(axis=0, keepdims=True)
+    # SVD of the centred data: the right singular vectors are the principal axes.
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    out: FloatArray = (centred @ vt[:dims].T).astype(np.float32)
+    if out.shape[1] < dims:  # fewer points than dims: pad so callers always get (n, dims)
+        out = np.hstack([out, np.zeros((out.shape[0], dims - out.shape[1]), np.float32)])
+    return out
+
+
+def embedding_map(kb: KnowledgeBase, method: str = "tsne", perplexity: float = 30.0) -> EmbeddingMap:
+    """The map of every chunk in the KB, from the disk cache when the KB has not changed since."""
+    generation = kb.generation()
+    chunks = kb.all_chunks()
+    ids, vectors = kb.vectors([c.chunk_id for c in chunks])
+    cache = _cache_path(kb.data_dir, generation, method, perplexity)
+    coords: FloatArray | None = None
+    if cache.exists():
+        with np.load(cache) as data:
+            if list(data["ids"]) == list(ids):
+                coords = data["coords"].astype(np.float32)
+    if coords is None:
+        coords = project(vectors, method, perplexity)
+        cache.parent.mkdir(exist_ok=True)
+        for old in cache.parent.glob("map-*.npz"):
+            if not old.name.startswith(f"map-{generation}-"):
+                old.unlink(missing_ok=True)
+        tmp = cache.with_name(cache.name + ".tmp.npz")
+        np.savez(tmp, ids=ids, coords=coords)
+        tmp.replace(cache)
+    return EmbeddingMap(method, perplexity, generation, coords, chunks, vectors)
+
+
+def _cache_path(data_dir: Path, generation: int, method: str, perplexity: float) -> Path:
+    return data_dir / "analysis" / f"map-{generation}-{method}-{perplexity:g}.npz"
+
+
+def place_query(emap: EmbeddingMap, query: FloatArray, k: int = 10) -> tuple[float, float]:
+    """Map position of a query: the similarity-weighted mean of its k nearest chunks' coordinates."""
+    if len(emap.chunks) == 0:
+        return (0.0, 0.0)
+    sims = emap.vectors @ np.asarray(query, dtype=np.float32)
+    k = min(k, len(sims))
+    top = np.argsort(-sims)[:k]
+    # Sharpen the weights so the star sits with its closest neighbours, not at their centroid.
+    w = np.exp((sims[top] - sims[top].max()) * 20.0)
+    x, y = (emap.coords[top] * w[:, None]).sum(axis=0) / w.sum()
+    return float(x), float(y)
+
+
+def document_similarity(kb: KnowledgeBase) -> tuple[list[str], FloatArray]:
+    """Mean chunk-to-chunk cosine between every pair of documents.
+
+    The mean of all pairwise cosines between two sets of unit vectors equals the dot product of their
+    mean vectors, so this is O(chunks) rather than O(chunks²).
+    """
+    chunks = kb.all_chunks()
+    if not chunks:
+        return [], np.zeros((0, 0), np.float32)
+    _, vectors = kb.vectors([c.chunk_id for c in chunks])
+    by_doc: dict[str, list[int]] = {}
+    for i, c in enumerate(chunks):
+        by_doc.setdefault(c.document_id, []).append(i)
+    names = {c.document_id: c.document for c in chunks}
+    doc_ids = sorted(by_doc, key=lambda d: names[d])
+    means = np.vstack([vectors[by_doc[d]].mean(axis=0) for d in doc_ids])
+    labels = _unique_labels([names[d] for d in doc_ids])
+    return labels, (means @ means.T).astype(np.float32)
+
+
+def _unique_labels(names: Sequence[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n} ({seen[n]})")
+    return out
+
+
+METRICS_EXPLAINED = (
+    "For unit-length embeddings (all-MiniLM-L6-v2 normalises its output) the three agree: "
+    "|q − d|² = 2 − 2·cos(q, d) and q·d = cos(q, d). They differ only when vector lengths vary."
+)
+
+
+@dataclass(frozen=True)
+class QueryView:
+    """Everything the analysis page draws for one query (hits empty when there is no query)."""
+
+    emap: EmbeddingMap
+    map_figure: go.Figure
+    hits: list[Hit]
+    by_metric: dict[str, list[Hit]]
+    agreement: str
+
+
+def query_view(engine: Engine, query: str, method: str = "tsne", perplexity: float = 30.0, k: int = 5) -> QueryView:
+    """The map (cached), the query placed on it with its top-k ringed, and top-k under every metric."""
+    emap = embedding_map(engine.kb, method, perplexity)
+    query = query.strip()
+    if not query or not emap.chunks:
+        return QueryView(emap, map_figure(emap), [], {}, "")
+    q_unit, q_norm = engine.embedder.encode_with_norms([query])
+    by_metric = {m: search_vectors(engine.kb, q_unit, q_norm, k, m)[0] for m in METRICS}
+    hits = by_metric[engine.settings.metric]
+    xy = place_query(emap, q_unit[0])
+    return QueryView(emap, map_figure(emap, query, xy, hits), hits, by_metric, metric_agreement(by_metric))
+
+
+def metric_agreement(by_metric: dict[str, list[Hit]]) -> str:
+    """A sentence saying whether the metrics' rankings agree.
+
+    >>> h = lambda *ids: [Hit(i + 1, 0.0, "d", "d", 1, c, "") for i, c in enumerate(ids)]
+    >>> metric_agreement({"cosine": h(1, 2), "dot": h(1, 2), "l2": h(1, 2)})
+    'cosine, dot and l2 return the same passages in the same order.'
+    """
+    orders = {m: [h.chunk_id for h in hits] for m, hits in by_metric.items()}
+    names = list(orders)
+    if len({tuple(o) for o in orders.values()}) == 1:
+        return f"{', '.join(names[:-1])} and {names[-1]} return the same passages in the same order."
+    base = orders[names[0]]
+    diffs = [m for m in names[1:] if orders[m] != base]
+    return f"{' and '.join(diffs)} rank differently from {names[0]}: this model's vectors vary in length."
+
+
+# ---------------------------------------------------------------------------- figures
+
+
+def hover_text(chunk: ChunkRow) -> str:
+    """Hover label: document, page and the first characters, HTML-escaped (plotly renders tags)."""
+    snippet = " ".join(chunk.text.split())
+    if len(snippet) > HOVER_CHARS:
+        snippet = snippet[:HOVER_CHARS] + "…"
+    return f"{html.escape(chunk.document)} · page {chunk.page}<br>{html.escape(snippet)}"
+
+
+def map_figure(
+    emap: EmbeddingMap,
+    query: str | None = None,
+    query_xy: tuple[float, float] | None = None,
+    hits: Sequence[Hit] = (),
+    color_values: FloatArray | None = None,
+    color_label: str = "score",
+) -> go.Figure:
+    """Scatter (WebGL) of all chunks coloured by document, the query as a star, its hits ringed."""
+    fig = go.Figure()
+    if color_values is None:
+        for doc in emap.documents:
+            idx = [i for i, c in enumerate(emap.chunks) if c.document == doc]
+            fig.add_trace(
+                go.Scattergl(
+                    x=emap.coords[idx, 0],
+                    y=emap.coords[idx, 1],
+                    mode="markers",
+                    name=_short(doc),
+                    marker={"size": 6, "opacity": 0.75},
+                    hovertext=[hover_text(emap.chunks[i]) for i in idx],
+                    hoverinfo="text",
+                )
+            )
+    else:
+        fig.add_trace(
+            go.Scattergl(
+                x=emap.coords[:, 0],
+                y=emap.coords[:, 1],
+                mode="markers",
+                name="chunks",
+                marker={
+                    "size": 6,
+                    "color": color_values,
+                    "colorscale": "Viridis",
+                    "showscale": True,
+                    "colorbar": {"title": {"text": color_label}},
+                },
+                hovertext=[hover_text(c) for c in emap.chunks],
+                hoverinfo="text",
+            )
+        )
+    if query_xy is not None:
+        pos = {c.chunk_id: i for i, c in enumerate(emap.chunks)}
+        idx = [pos[h.chunk_id] for h in hits if h.chunk_id in pos]
+        for i in idx:
+            fig.add_trace(
+                go.Scatter(
+                    x=[query_xy[0], float(emap.coords[i, 0])],
+                    y=[query_xy[1], float(emap.coords[i, 1])],
+                    mode="lines",
+                    line={"color": "rgba(220,40,40,0.5)", "width": 1},
+                    hoverinfo="skip",
+                    showlegend=False,
+                )
+            )
+        if idx:
+            fig.add_trace(
+                go.Scatter(
+                    x=emap.coords[idx, 0],
+                    y=emap.coords[idx, 1],
+                    mode="markers+text",
+                    name="top-k hits",
+                    text=[str(r) for r in range(1, len(idx) + 1)],
+                    textposition="top center",
+                    marker={"size": 16, "symbol": "circle-open", "color": "crimson", "line": {"width": 2}},
+                    hovertext=[hover_text(emap.chunks[i]) for i in idx],
+                    hoverinfo="text",
+                )
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=[query_xy[0]],
+                y=[query_xy[1]],
+                mode="markers",
+                name="query",
+                marker={"size": 20, "symbol": "star", "color": "gold", "line": {"width": 1, "color": "black"}},
+                hovertext=[f"query: {html.escape(query or '')}"],
+                hoverinfo="text",
+            )
+        )
+    fig.update_layout(
+        height=600,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        legend={"orientation": "h", "y": -0.05},
+        xaxis={"showticklabels": False, "title": None},
+        yaxis={"showticklabels": False, "title": None},
+        title={"text": f"{emap.method.upper()} map of {len(emap.chunks)} chunks"},
+    )
+    return fig
+
+
+def scores_figure(hits: Sequence[Hit]) -> go.Figure:
+    """Horizontal bars of the top-k similarity scores, rank 1 on top."""
+    labels = [f"[{h.rank}] {_short(h.document, 30)} p{h.page}" for h in hits]
+    fig = go.Figure(
+        go.Bar(
+            x=[h.score for h in hits],
+            y=[html.escape(label) for label in labels],
+            orientation="h",
+            text=[f"{h.score:.3f}" for h in hits],
+            textposition="auto",
+            hovertext=[html.escape(" ".join(h.text.split())[:HOVER_CHARS]) for h in hits],
+            hoverinfo="text",
+        )
+    )
+    fig.update_layout(
+        height=max(250, 45 * len(hits) + 80),
+        yaxis={"autorange": "reversed"},
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        title={"text": "Top-k similarity"},
+    )
+    return fig
+
+
+def heatmap_figure(labels: Sequence[str], matrix: FloatArray) -> go.Figure:
+    short = [html.escape(_short(n, 28)) for n in labels]
+    fig = go.Figure(
+        go.Heatmap(
+            z=matrix,
+            x=short,
+            y=short,
+            colorscale="Blues",
+            text=np.round(matrix, 2),
+            texttemplate="%{text}",
+            hovertemplate="%{y} ↔ %{x}: %{z:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        height=max(300, 40 * len(labels) + 150),
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        title={"text": "Mean chunk similarity between documents"},
+    )
+    return fig
+
+
+def _short(name: str, n: int = 40) -> str:
+    return name if len(name) <= n else name[: n - 1] + "…"

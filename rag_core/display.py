@@ -1,0 +1,112 @@
+"""Text from documents, made safe to show: Markdown escaping and query-term highlighting.
+
+Why: document text and file names are data written by others. Streamlit renders Markdown (links,
+images, `:color[...]` directives, LaTeX between `$`), and a PDF can contain `[click](javascript:...)`
+or `<script>`. Everything from a document goes through `escape_markdown` before it reaches
+`st.markdown`, so it displays as the characters it is, never as markup.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+# Every ASCII punctuation character may be backslash-escaped in CommonMark; escaping all of them that
+# Markdown or Streamlit's extensions treat specially leaves no construct that can start.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=&\"'])")
+_STOPWORDS = frozenset(
+    {
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "can",
+        "do",
+        "does",
+        "for",
+        "from",
+        "how",
+        "i",
+        "if",
+        "in",
+        "is",
+        "it",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "our",
+        "the",
+        "their",
+        "there",
+        "this",
+        "to",
+        "was",
+        "we",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "will",
+        "with",
+        "you",
+        "your",
+        "get",
+        "any",
+        "should",
+        "would",
+        "could",
+        "about",
+    }
+)
+
+
+def escape_markdown(text: str) -> str:
+    """Escape `text` so Markdown shows it literally; newlines become Markdown line breaks.
+
+    >>> escape_markdown("[x](javascript:alert(1)) <b>")
+    '\\\\[x\\\\]\\\\(javascript\\\\:alert\\\\(1\\\\)\\\\) \\\\<b\\\\>'
+    """
+    escaped = _MD_SPECIAL.sub(r"\\\1", text)
+    return escaped.replace("\n", "  \n")
+
+
+def query_terms(query: str) -> list[str]:
+    """Content words of a query, for highlighting (lower case, no stop words, >= 3 letters).
+
+    >>> query_terms("How many vacation days do I get?")
+    ['many', 'vacation', 'days']
+    """
+    words = re.findall(r"[\w'-]+", query.lower())
+    seen: list[str] = []
+    for w in words:
+        w = w.strip("'-")
+        if len(w) >= 3 and w not in _STOPWORDS and w not in seen:
+            seen.append(w)
+    return seen
+
+
+def highlight(text: str, terms: Iterable[str]) -> str:
+    """Escaped Markdown of `text` with whole-word matches of `terms` (and their plurals) in bold.
+
+    >>> highlight("Vacation days: 20*", ["vacation", "day"])
+    '**Vacation** **days**\\\\: 20\\\\*'
+    """
+    terms = [t for t in terms if t]
+    if not terms:
+        return escape_markdown(text)
+    pattern = re.compile(r"\b(" + "|".join(re.escape(t) for t in terms) + r")(s|es)?\b", re.IGNORECASE)
+    out: list[str] = []
+    pos = 0
+    for m in pattern.finditer(text):
+        out.append(escape_markdown(text[pos : m.start()]))
+        out.append(f"**{escape_markdown(m.group(0))}**")
+        pos = m.end()
+    out.append(escape_markdown(text[pos:]))
+    return "".join(out)

@@ -1,0 +1,128 @@
+"""End to end in a real browser: upload a real PDF, chat with a cited page, see the analysis map.
+
+Starts `streamlit run app.py` on a free port with a temp data dir and drives Debian's Chromium with
+Playwright. Screenshots land in tests/e2e/screenshots/. Skipped, with the reason, when Chromium,
+Playwright or the shared corpus is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ..conftest import CORPUS, ROOT
+
+CHROMIUM = os.environ.get("POLICYPAL_CHROMIUM", "/usr/bin/chromium")
+SHOTS = Path(__file__).resolve().parent / "screenshots"
+HANDBOOK = CORPUS / "hr" / "contoso-electronics-employee-handbook.pdf"
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+    pytest.mark.skipif(not HANDBOOK.exists(), reason=f"shared corpus not found at {CORPUS}"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    data_dir = tmp_path_factory.mktemp("kb")
+    log = (tmp_path_factory.mktemp("log") / "streamlit.log").open("w")
+    env = {**os.environ, "RAG_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "streamlit", "run", "app.py",
+            "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+        ],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail(f"streamlit did not start: {Path(log.name).read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(server: str) -> Iterator[object]:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+            ],
+        )  # fmt: skip
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        pg = context.new_page()
+        pg.set_default_timeout(120_000)
+        yield pg
+        browser.close()
+
+
+def _shot(pg: object, name: str) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    pg.wait_for_timeout(1000)  # type: ignore[attr-defined]  # let tables and plots finish drawing
+    pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def test_upload_chat_analysis(server: str, page: object) -> None:
+    pg = page  # playwright Page (typed loosely so the module imports without playwright)
+    pg.goto(f"{server}/documents")  # type: ignore[attr-defined]
+    pg.get_by_text("No documents yet").wait_for()  # type: ignore[attr-defined]
+    pg.locator("input[type=file]").set_input_files(str(HANDBOOK))  # type: ignore[attr-defined]
+    pg.get_by_role("button", name="Ingest").click()  # type: ignore[attr-defined]
+    pg.get_by_text("added, 11 pages").first.wait_for()  # type: ignore[attr-defined]
+    pg.get_by_text("In the knowledge base (1)").wait_for()  # type: ignore[attr-defined]
+    _shot(pg, "1-documents")
+
+    pg.goto(f"{server}/chat")  # type: ignore[attr-defined]
+    box = pg.get_by_test_id("stChatInputTextArea")  # type: ignore[attr-defined]
+    box.fill("How often are performance reviews conducted?")
+    box.press("Enter")
+    cited = pg.get_by_text("contoso-electronics-employee-handbook.pdf · page 4").first  # type: ignore[attr-defined]
+    cited.wait_for()
+    pg.get_by_text("Prompt sent").wait_for()  # type: ignore[attr-defined]
+    _shot(pg, "2-chat")
+
+    pg.goto(f"{server}/analysis")  # type: ignore[attr-defined]
+    pg.locator(".js-plotly-plot").first.wait_for()  # type: ignore[attr-defined]
+    query = pg.get_by_label("Query to place on the map")  # type: ignore[attr-defined]
+    query.fill("performance review")
+    query.press("Enter")
+    pg.get_by_text("Top-k under each metric").wait_for()  # type: ignore[attr-defined]
+    assert pg.locator(".js-plotly-plot").count() >= 2  # type: ignore[attr-defined]
+    pg.set_viewport_size({"width": 1400, "height": 1900})  # type: ignore[attr-defined]
+    _shot(pg, "3-analysis")

@@ -1,0 +1,169 @@
+"""Every page through Streamlit's AppTest: empty KB, a small KB, upload, chat, analysis, escaping."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from markdown_it import MarkdownIt
+from streamlit.testing.v1 import AppTest
+
+from rag_core.config import Settings
+from rag_core.embedding import Embedder
+from rag_core.pipeline import Engine
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 120
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    d = tmp_path / "kb"
+    monkeypatch.setenv("RAG_DATA_DIR", str(d))
+    yield d
+
+
+def app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.run()
+    if page is not None:
+        at.switch_page(f"pages/{page}.py")
+        at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def plain(markdown: str) -> str:
+    """Markdown source with backslash escapes removed: the characters a user sees."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [str(e.value) for e in at.info] + [str(e.value) for e in at.error]
+    parts += [str(e.value) for e in at.success] + [str(e.value) for e in at.warning] + [e.value for e in at.title]
+    parts += [e.value for e in at.caption]
+    return plain("\n".join(parts))
+
+
+def ingest(data_dir: Path, embedder: Embedder, *paths: Path) -> Engine:
+    engine = Engine(Settings(data_dir=data_dir), embedder=embedder)
+    engine.ingest_paths(list(paths))
+    return engine
+
+
+class TestEmptyKB:
+    @pytest.mark.parametrize("page", ["documents", "chat", "analysis"])
+    def test_renders_and_points_to_documents(self, data_dir: Path, page: str) -> None:
+        at = app(page)
+        assert "No documents yet" in texts(at) or "knowledge base is empty" in texts(at)
+        if page == "chat":
+            assert len(at.chat_input) == 0  # no chat box that cannot work
+
+    def test_sample_policy_loads_in_one_click(self, data_dir: Path, embedder: Embedder) -> None:
+        at = app("documents")
+        at.button(key="documents_load_sample").click().run()
+        assert not at.exception
+        assert "northwind-sample-hr-policy.pdf**: added" in texts(at)
+        assert at.dataframe[0].value["name"].tolist() == ["northwind-sample-hr-policy.pdf"]
+
+
+class TestDocuments:
+    def test_table_lists_ingested_documents(self, data_dir: Path, embedder: Embedder, policy_pdf: Path) -> None:
+        ingest(data_dir, embedder, policy_pdf)
+        at = app("documents")
+        df = at.dataframe[0].value
+        assert df["name"].tolist() == ["policy.pdf"] and df["pages"].tolist() == [3]
+
+    def test_delete_asks_for_confirmation(self, data_dir: Path, embedder: Embedder, policy_pdf: Path) -> None:
+        engine = ingest(data_dir, embedder, policy_pdf)
+        at = app("documents")
+        at.button(key="documents_delete").click().run()
+        assert "cannot be undone" in texts(at)
+        assert len(engine.documents()) == 1  # nothing deleted yet
+        at.button(key="documents_delete_cancel").click().run()
+        assert len(engine.documents()) == 1
+        at.button(key="documents_delete").click().run()
+        at.button(key="documents_delete_confirm").click().run()
+        assert not at.exception and engine.documents() == []
+
+
+class TestChat:
+    def test_answer_with_citation_and_evidence(self, data_dir: Path, embedder: Embedder, policy_pdf: Path) -> None:
+        ingest(data_dir, embedder, policy_pdf)
+        at = app("chat")
+        at.chat_input(key="chat_input").set_value("Can I work from home?").run()
+        assert not at.exception
+        labels = [plain(e.label) for e in at.expander]
+        assert any("policy.pdf · page 2 · score" in label for label in labels), labels
+        assert any(label == "Prompt sent" for label in labels)
+        assert "**home**" in texts(at)  # the question's terms are highlighted in the passage
+        assert "<passage" in at.code[0].value and "Question: Can I work from home?" in at.code[0].value
+        assert len(at.get("download_button")) == 2
+
+    def test_history_survives_reruns(self, data_dir: Path, embedder: Embedder, policy_pdf: Path) -> None:
+        ingest(data_dir, embedder, policy_pdf)
+        at = app("chat")
+        at.chat_input(key="chat_input").set_value("vacation days").run()
+        at.chat_input(key="chat_input").set_value("meal allowance").run()
+        assert [m.name for m in at.chat_message] == ["user", "assistant", "user", "assistant"]
+
+
+class TestAnalysis:
+    def test_map_and_query_figures(self, data_dir: Path, embedder: Embedder, policy_pdf: Path) -> None:
+        ingest(data_dir, embedder, policy_pdf)
+        at = app("analysis")
+        charts = at.get("plotly_chart")
+        assert len(charts) == 1  # the map; one document -> no heatmap
+        at.text_input(key="analysis_query").set_value("remote work").run()
+        assert not at.exception
+        assert len(at.get("plotly_chart")) == 2  # map with the query star + score bars
+        assert "same passages in the same order" in texts(at)
+        at.selectbox(key="analysis_method").set_value("pca").run()
+        assert not at.exception
+
+
+MARKDOWN = MarkdownIt("commonmark")
+
+
+def assert_renders_as_text(source: str, where: str) -> None:
+    """Render Markdown as a browser would get it: no link, image, raw HTML or Streamlit directive."""
+    rendered = MARKDOWN.render(source)
+    for tag in ("<a ", "<img", "<script", "<b>", "<i>"):
+        assert tag not in rendered, (where, source, rendered)
+    assert not re.search(r"(?<!\\):[a-z]+(?:\\)?\[", source), (where, source)  # :red[...] directives
+    assert not re.search(r"(?<!\\)\$", source), (where, source)  # LaTeX
+
+
+class TestEscaping:
+    HOSTILE = (
+        "Click [here](javascript:alert(1)) now. <script>alert('x')</script> <b>bold</b> "
+        "![img](http://evil.example/x.png) :red[alarm] $x^2$ policy on remote work."
+    )
+
+    def test_document_text_and_names_never_render_as_markup(
+        self, data_dir: Path, embedder: Embedder, pdf_maker: Callable[..., Path]
+    ) -> None:
+        pdf = pdf_maker([self.HOSTILE], name="[evil](javascript:x)<i>.pdf")
+        ingest(data_dir, embedder, pdf)
+        for page in ("documents", "chat", "analysis"):
+            at = app(page)
+            if page == "documents":  # the name shows in the table (as data) and in the delete warning
+                assert at.dataframe[0].value["name"].tolist() == ["[evil](javascript:x)<i>.pdf"]
+                at.button(key="documents_delete").click().run()
+            if page == "chat":
+                at.chat_input(key="chat_input").set_value("remote work policy").run()
+            if page == "analysis":
+                at.text_input(key="analysis_query").set_value("remote work").run()
+            md = [m.value for m in at.markdown] + [e.label for e in at.expander]
+            md += [str(e.value) for e in at.success] + [str(e.value) for e in at.error]
+            md += [str(e.value) for e in at.warning]
+            if page != "analysis":  # (there it is in the plot hovers, checked below)
+                assert any("javascript" in value for value in md), page  # the hostile text is shown...
+            for value in md:
+                assert_renders_as_text(value, page)  # ...as text
+            specs = "".join(chart.proto.spec for chart in at.get("plotly_chart"))
+            assert "<script" not in specs and "<b>bold" not in specs and "<i>.pdf" not in specs
+            if page == "analysis":
+                assert "&lt;script&gt;" in specs and "&lt;i&gt;.pdf" in specs
