@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from pages.common import get_engine, metric, require_router, top_k
+from pages.common import generator, get_engine, metric, require_router, top_k
 from rag_core.conversation import ChatMessage, export_json, export_markdown
 from rag_core.display import escape_markdown, highlight, query_terms
+from rag_core.generation import AnswerStream, GeneratorError
 
 require_router("pages/chat.py")
 engine = get_engine()
@@ -16,40 +17,73 @@ if not engine.documents():
     st.stop()
 
 messages: list[ChatMessage] = st.session_state.setdefault("chat_messages", [])
+compare = st.toggle(
+    "Compare with an answer without retrieval",
+    key="chat_compare",
+    help="The seed lab's experiment: the same generator answers once with the retrieved passages and "
+    "once without them, side by side.",
+)
 
 
 def show_evidence(message: ChatMessage, question: str) -> None:
+    if message.warning:
+        st.warning(escape_markdown(message.warning), icon=":material/warning:")
     terms = query_terms(question)
     for i, hit in enumerate(message.hits, 1):
         label = f"[{i}] {hit['document']} · page {hit['page']} · score {float(hit['score']):.3f}"  # type: ignore[arg-type]
-        with st.expander(escape_markdown(label), expanded=(i == 1)):
+        with st.expander(escape_markdown(label), expanded=(i == 1 and message.grounded)):
             st.markdown(highlight(str(hit["text"]), terms))
     if message.prompt:
         with st.expander("Prompt sent"):
             st.code(message.prompt, language=None, wrap_lines=True)
 
 
-question_for: dict[int, str] = {}
-last_question = ""
-for n, m in enumerate(messages):
+def show_message(m: ChatMessage, question: str) -> None:
+    st.markdown(escape_markdown(m.content))
+    if m.role == "assistant":
+        show_evidence(m, question)
+
+
+def stream_reply(stream: AnswerStream) -> ChatMessage:
+    """Write the answer as it streams; a generator failing mid-answer keeps what came and says so."""
+    try:
+        st.write_stream(escape_markdown(piece) for piece in stream)
+    except GeneratorError as e:
+        st.error(escape_markdown(f"The generator stopped: {e}"))
+    reply = ChatMessage.from_answer(stream.result())
+    show_evidence(reply, stream.question)
+    return reply
+
+
+previous: list[str] = []
+for m in messages:
     if m.role == "user":
-        last_question = m.content
-    question_for[n] = last_question
+        previous.append(m.content)
     with st.chat_message(m.role):
-        st.markdown(escape_markdown(m.content))
-        if m.role == "assistant":
-            show_evidence(m, question_for[n])
+        show_message(m, previous[-1] if previous else "")
+        if m.role == "assistant" and m.without_context is not None:
+            with st.expander("Without retrieval"):
+                st.markdown(escape_markdown(m.without_context))
 
 if prompt := st.chat_input("Ask about your company's policies", key="chat_input"):
+    history = [m.content for m in messages if m.role == "user"]
     messages.append(ChatMessage(role="user", content=prompt))
     with st.chat_message("user"):
         st.markdown(escape_markdown(prompt))
-    with st.chat_message("assistant"), st.spinner("Searching the documents…"):
-        answer = engine.answer(prompt, k=top_k(), metric=metric())
-        reply = ChatMessage.from_answer(answer)
+    with st.chat_message("assistant"):
+        options = {"history": history, "k": top_k(), "metric": metric(), "generator": generator()}
+        if compare:
+            with_col, without_col = st.columns(2)
+            with with_col:
+                st.caption("With retrieved passages")
+                reply = stream_reply(engine.answer_stream(prompt, **options))  # type: ignore[arg-type]
+            with without_col:
+                st.caption("Without retrieval (the generator alone)")
+                bare = stream_reply(engine.answer_stream(prompt, no_context=True, **options))  # type: ignore[arg-type]
+            reply.without_context = bare.content
+        else:
+            reply = stream_reply(engine.answer_stream(prompt, **options))  # type: ignore[arg-type]
         messages.append(reply)
-        st.markdown(escape_markdown(reply.content))
-        show_evidence(reply, prompt)
 
 if messages:
     left, middle, right = st.columns([1, 1, 4])

@@ -50,6 +50,13 @@ def sidebar_settings() -> None:
             key="settings_metric",
             help="Cosine, dot product and L2 rank alike for normalised embeddings (the default model's).",
         )
+        st.text_input(
+            "Answer generator",
+            value=defaults.generator,
+            key="settings_generator",
+            help="extractive (quotes the documents, no model needed), hf:<model id or local dir> "
+            "(a local language model), or openai:<base url>#<model> (Ollama, vLLM, llama.cpp server).",
+        )
         st.caption(f"Knowledge base: `{defaults.data_dir}`")
 
 
@@ -59,3 +66,8 @@ def top_k() -> int:
 
 def metric() -> str:
     return str(st.session_state.get("settings_metric", Settings.from_env().metric))
+
+
+def generator() -> str:
+    value = str(st.session_state.get("settings_generator", "")).strip()
+    return value or Settings.from_env().generator

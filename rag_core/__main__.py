@@ -38,12 +38,20 @@ def _parser() -> argparse.ArgumentParser:
     dele = sub.add_parser("delete", parents=[common], help="delete a document by id or name")
     dele.add_argument("ref", metavar="DOCUMENT_ID_OR_NAME")
 
-    for name, helptext in (("search", "retrieve passages for a query"),):
+    for name, helptext in (("search", "retrieve passages for a query"), ("ask", "answer a question with citations")):
         s = sub.add_parser(name, parents=[common], help=helptext)
-        s.add_argument("query", nargs="?", metavar="QUERY")
+        s.add_argument("query", nargs="?", metavar="QUESTION" if name == "ask" else "QUERY")
         s.add_argument("--batch", type=Path, metavar="FILE", help="one query per line instead of QUERY")
         s.add_argument("--k", type=int, default=None, help="passages to return (default 5)")
         s.add_argument("--metric", choices=METRICS, default=None, help="similarity metric (default cosine)")
+        if name == "ask":
+            s.add_argument(
+                "--generator",
+                default=None,
+                metavar="SPEC",
+                help="extractive (default), hf:<model id or dir>, openai:<base url>#<model>",
+            )
+            s.add_argument("--no-context", action="store_true", help="answer without retrieved passages")
 
     ev = sub.add_parser("eval", parents=[common], help="score retrieval on a QA JSONL file")
     ev.add_argument("qa", type=Path, metavar="QA.jsonl")
@@ -195,6 +203,49 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.generation import GeneratorError, parse_spec
+
+    questions = _queries(args)
+    spec = args.generator or settings.generator
+    try:
+        parse_spec(spec)
+    except ValueError as e:
+        raise _UsageError(str(e)) from e
+    engine = _engine(args, settings)
+    if engine.kb.size == 0 and not args.no_context:
+        _err(EMPTY_KB_MESSAGE)
+    k = args.k or settings.top_k
+    failed = 0
+    warned = False
+    for question in questions:
+        stream = engine.answer_stream(question, k=k, metric=args.metric, generator=spec, no_context=args.no_context)
+        error: str | None = None
+        try:
+            answer = stream.result()
+        except GeneratorError as e:
+            failed += 1
+            error = str(e)
+            answer = stream.result()  # what came before the failure
+            _err(f"error: {e}")
+        if answer.warning and not warned:
+            _err(f"warning: {answer.warning}")
+            warned = True
+        if args.json:
+            out = answer.to_json()
+            if error:
+                out["error"] = error
+            print(json.dumps(out, ensure_ascii=False), flush=True)
+            continue
+        print(f"Q: {question}\nA: {answer.text}")
+        for c in answer.citations:
+            print(f"   [{c.number}] {c.document}, page {c.page}")
+        if not answer.grounded and not args.no_context:
+            print("   (not grounded: nothing retrieved was relevant enough)")
+        print()
+    return 1 if failed else 0
+
+
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from rag_core.evaluation import QAFormatError, evaluate, load_qa
 
@@ -206,14 +257,17 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     k = args.k or settings.top_k
     if engine.kb.size == 0:
         raise _UsageError(EMPTY_KB_MESSAGE)
-    report = evaluate(items, lambda qs: engine.search(qs, k=max(k, 5), metric=args.metric), k=k)
+    report = evaluate(
+        items, lambda qs: engine.search(qs, k=max(k, 5), metric=args.metric), k=k, min_score=settings.min_score
+    )
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
         return 0
+    refused = "n/a" if report.refused_unanswerable is None else f"{report.refused_unanswerable:.3f}"
     print(
         _table(
-            ["n", "hit@1", "hit@3", "hit@5", "mrr"],
-            [[str(report.n)] + [f"{report.hit_at[c]:.3f}" for c in (1, 3, 5)] + [f"{report.mrr:.3f}"]],
+            ["n", "hit@1", "hit@3", "hit@5", "mrr", "refused_unanswerable"],
+            [[str(report.n)] + [f"{report.hit_at[c]:.3f}" for c in (1, 3, 5)] + [f"{report.mrr:.3f}", refused]],
         )
     )
     misses = [q for q in report.questions if q["hit_rank"] is None]
@@ -229,6 +283,7 @@ _COMMANDS = {
     "docs": cmd_docs,
     "delete": cmd_delete,
     "search": cmd_search,
+    "ask": cmd_ask,
     "eval": cmd_eval,
 }
 

@@ -30,7 +30,11 @@ ENV_VARS: dict[str, str] = {
     "max_file_mb": "RAG_MAX_FILE_MB",
     "max_pages": "RAG_MAX_PAGES",
     "max_files_per_batch": "RAG_MAX_FILES_PER_BATCH",
+    "parse_timeout_s": "RAG_PARSE_TIMEOUT_S",
+    "parse_memory_mb": "RAG_PARSE_MEMORY_MB",
     "allow_downloads": "RAG_ALLOW_DOWNLOADS",
+    "generator": "RAG_GENERATOR",
+    "min_score": "RAG_MIN_SCORE",
 }
 
 
@@ -61,8 +65,19 @@ class Settings:
     max_file_mb: float = 100.0
     max_pages: int = 2000
     max_files_per_batch: int = 50
+    # A PDF is read in a worker process that is killed past this many seconds (a pathological or hostile
+    # file must not hang the server; pypdf reads the 215-page collective agreement in ~15 s) and whose
+    # address space is capped at this many MB (decompression bombs). 0 turns each guard off; a timeout of
+    # 0 reads in-process, without a worker.
+    parse_timeout_s: float = 120.0
+    parse_memory_mb: int = 4096
     # Off by default: no code path may touch the network unless the user says so.
     allow_downloads: bool = False
+    # extractive | hf:<model id or dir> | openai:<base url>#<model>
+    generator: str = "extractive"
+    # Below this top retrieval score (cosine) the answer says the documents do not cover the question.
+    # Calibrated on the shared eval set's answerable vs unanswerable questions (benchmarks/eval_answers.py).
+    min_score: float = 0.41
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -87,6 +102,14 @@ class Settings:
             raise ValueError(f"max_pages must be >= 1; got max_pages={self.max_pages}")
         if self.max_files_per_batch < 1:
             raise ValueError(f"max_files_per_batch must be >= 1; got max_files_per_batch={self.max_files_per_batch}")
+        if self.parse_timeout_s < 0:
+            raise ValueError(f"parse_timeout_s must be >= 0 (0 = no limit); got parse_timeout_s={self.parse_timeout_s}")
+        if self.parse_memory_mb != 0 and self.parse_memory_mb < 256:
+            raise ValueError(
+                f"parse_memory_mb must be 0 (no cap) or >= 256; got parse_memory_mb={self.parse_memory_mb}"
+            )
+        if not -1.0 <= self.min_score <= 1.0:
+            raise ValueError(f"min_score must be between -1 and 1 (a cosine); got min_score={self.min_score}")
         if not self.embedder.strip():
             raise ValueError("embedder must be a model id or a local path; got an empty string")
 

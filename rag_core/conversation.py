@@ -24,6 +24,8 @@ class ChatMessage:
     citations: list[dict[str, object]] = field(default_factory=list)
     hits: list[dict[str, object]] = field(default_factory=list)
     prompt: str = ""
+    warning: str | None = None
+    without_context: str | None = None  # the no-retrieval answer, when the user compared both
 
     @classmethod
     def from_answer(cls, answer: Answer) -> ChatMessage:
@@ -35,6 +37,7 @@ class ChatMessage:
             citations=[c.to_json() for c in answer.citations],
             hits=[h.to_json() for h in answer.hits],
             prompt=answer.prompt,
+            warning=answer.warning,
         )
 
 
@@ -52,6 +55,8 @@ def export_markdown(messages: Sequence[ChatMessage]) -> str:
     for m in messages:
         who = "You" if m.role == "user" else "PolicyPal"
         lines += [f"**{who}:** {escape_markdown(m.content)}", ""]
+        if m.without_context is not None:
+            lines += [f"*Without retrieval:* {escape_markdown(m.without_context)}", ""]
         for i, h in enumerate(m.hits, 1):
             lines.append(
                 f"- [{i}] {escape_markdown(str(h['document']))}, page {h['page']} (score {float(h['score']):.3f})"  # type: ignore[arg-type]

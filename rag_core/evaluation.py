@@ -87,10 +87,21 @@ def evaluate(
     items: Sequence[QAItem],
     search: Callable[[list[str]], list[list[Hit]]],
     k: int = 5,
+    min_score: float | None = None,
 ) -> EvalReport:
-    """Score `search` (questions -> hits, at least max(k, 5) each) on the answerable items."""
+    """Score `search` (questions -> hits, at least max(k, 5) each) on the answerable items.
+
+    With `min_score` (the answer threshold), an unanswerable question counts as refused when its best
+    hit scores below it, exactly as `ask` decides `grounded`.
+    """
     answerable = [q for q in items if q.answerable]
-    hits_per_q = search([q.question for q in answerable]) if answerable else []
+    unanswerable = [q for q in items if not q.answerable]
+    all_hits = search([q.question for q in answerable + unanswerable]) if items else []
+    hits_per_q = all_hits[: len(answerable)]
+    refused: float | None = None
+    if min_score is not None and unanswerable:
+        tops = [h[0].score if h else None for h in all_hits[len(answerable) :]]
+        refused = sum(1 for t in tops if t is None or t < min_score) / len(unanswerable)
     rows: list[dict[str, object]] = []
     ranks: list[int | None] = []
     for q, hits in zip(answerable, hits_per_q, strict=True):
@@ -120,6 +131,6 @@ def evaluate(
         n=n,
         hit_at={1: hit_at(1), 3: hit_at(3), 5: hit_at(5)},
         mrr=mrr,
-        refused_unanswerable=None,  # needs a generator with grounding; see rag_core.generation
+        refused_unanswerable=refused,
         questions=rows,
     )

@@ -19,7 +19,15 @@ from typing import overload
 from rag_core.chunking import Chunker
 from rag_core.config import Settings
 from rag_core.embedding import Embedder, shared_embedder
-from rag_core.generation import Answer, best_passage_answer
+from rag_core.generation import (
+    Answer,
+    AnswerStream,
+    Generator,
+    GeneratorUnavailable,
+    make_generator,
+    parse_spec,
+    retrieval_query,
+)
 from rag_core.loaders import LoadError, load_bytes
 from rag_core.retrieval import Hit, search_vectors
 from rag_core.store import (
@@ -86,6 +94,8 @@ class Engine:
         self._embedder = embedder
         self._embedder_lock = threading.Lock()
         self._chunker: Chunker | None = None
+        self._generators: dict[str, Generator] = {}
+        self._generator_lock = threading.RLock()
 
     # ---------------------------------------------------------------- models
 
@@ -243,9 +253,55 @@ class Engine:
         results = search_vectors(self.kb, vectors, norms, k, metric)
         return results[0] if isinstance(query, str) else results
 
-    def answer(self, question: str, k: int | None = None, metric: str | None = None) -> Answer:
-        """Retrieve, then answer from the passages, with citations and the prompt a generator gets."""
-        return best_passage_answer(question, self.search(question, k=k, metric=metric))
+    def generator(self, spec: str | None = None) -> tuple[Generator, str | None]:
+        """The generator for `spec` (default: settings), loaded once; (generator, warning).
+
+        A generator that cannot be used (model not on disk, server down) falls back to extractive,
+        with the reason as the warning, so a question always gets a grounded answer.
+        """
+        spec = spec or self.settings.generator
+        parse_spec(spec)  # a malformed spec is a usage error, not a fallback
+        with self._generator_lock:
+            if spec not in self._generators:
+                try:
+                    self._generators[spec] = make_generator(
+                        spec, self.embedder.encode, allow_downloads=self.settings.allow_downloads
+                    )
+                except GeneratorUnavailable as e:
+                    extractive, _ = self.generator("extractive") if spec != "extractive" else (None, None)
+                    assert extractive is not None
+                    return extractive, f"{e}"
+            return self._generators[spec], None
+
+    def answer_stream(
+        self,
+        question: str,
+        *,
+        history: Sequence[str] = (),
+        k: int | None = None,
+        metric: str | None = None,
+        generator: str | None = None,
+        no_context: bool = False,
+    ) -> AnswerStream:
+        """Retrieve (a follow-up together with the previous question), then stream the answer."""
+        gen, warning = self.generator(generator)
+        hits = None if no_context else self.search(retrieval_query(question, history), k=k, metric=metric)
+        return AnswerStream(question, gen, hits, self.settings.min_score, warning)
+
+    def answer(
+        self,
+        question: str,
+        *,
+        history: Sequence[str] = (),
+        k: int | None = None,
+        metric: str | None = None,
+        generator: str | None = None,
+        no_context: bool = False,
+    ) -> Answer:
+        """`answer_stream(...)` drained: the complete Answer with citations, hits and prompt."""
+        return self.answer_stream(
+            question, history=history, k=k, metric=metric, generator=generator, no_context=no_context
+        ).result()
 
 
 def display_name(name: str) -> str:

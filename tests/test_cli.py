@@ -66,6 +66,33 @@ class TestRoundTrip:
         assert json.loads(docs.stdout) == []
 
 
+def test_two_processes_ingesting_at_once_both_land(tmp_path: Path, pdf_maker: Callable[..., Path]) -> None:
+    kb = tmp_path / "kb"
+    a = pdf_maker(["Parking permits are issued by facilities. " * 40] * 4, name="parking.pdf")
+    b = pdf_maker(["Laptops must be encrypted with the standard image. " * 40] * 4, name="laptops.pdf")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "rag_core", "ingest", str(p), "--json", "--data-dir", str(kb)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for p in (a, b)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-500:] for o in outs]
+    assert [json.loads(o[0])["status"] for o in outs] == ["added", "added"]
+    docs = json.loads(run_cli("docs", "--json", data_dir=kb).stdout)
+    assert sorted(d["name"] for d in docs) == ["laptops.pdf", "parking.pdf"]
+    from rag_core.store import KnowledgeBase
+
+    store = KnowledgeBase(kb)
+    assert store.size == len(store.all_chunks()) == sum(d["chunks"] for d in docs)
+
+
 class TestCommands:
     @pytest.fixture
     def kb(self, tmp_path: Path, policy_pdf: Path, embedder: Embedder, capsys: pytest.CaptureFixture[str]) -> Path:
@@ -125,6 +152,39 @@ class TestCommands:
         except SystemExit as e:  # argparse's own usage errors
             code = int(e.code or 0)
         assert code == 2
+
+    def test_ask_json_contract(self, kb: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        code, out, _ = call(capsys, "ask", "Can I work from home?", "--k", "3", "--json", "--data-dir", str(kb))
+        answer = json.loads(out)
+        assert code == 0
+        assert set(answer) >= {"question", "answer", "generator", "grounded", "citations", "hits", "prompt"}
+        assert answer["generator"] == "extractive" and answer["grounded"] is True
+        assert answer["citations"][0] == {
+            "document": "policy.pdf",
+            "page": 2,
+            "chunk_id": answer["hits"][0]["chunk_id"],
+        }
+        assert "home" in answer["answer"] and "[1]" in answer["answer"]
+        assert set(answer["hits"][0]) == HIT_KEYS and "<passage" in answer["prompt"]
+
+    def test_ask_batch_and_no_context(self, kb: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        batch = tmp_path / "q.txt"
+        batch.write_text("How many days of annual leave?\nWhat is the capital of Mongolia?\n")
+        code, out, _ = call(capsys, "ask", "--batch", str(batch), "--json", "--data-dir", str(kb))
+        rows = [json.loads(line) for line in out.splitlines()]
+        assert code == 0 and [r["grounded"] for r in rows] == [True, False]
+        assert "could not find" in rows[1]["answer"] and rows[1]["citations"] == []
+        code, out, _ = call(capsys, "ask", "How many days?", "--no-context", "--json", "--data-dir", str(kb))
+        bare = json.loads(out)
+        assert code == 0 and bare["hits"] == [] and bare["grounded"] is False
+
+    def test_ask_bad_generator_exits_2(self, kb: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        code, _, err = call(capsys, "ask", "q", "--generator", "gpt2", "--data-dir", str(kb))
+        assert code == 2 and "valid: 'extractive'" in err
+
+    def test_ask_missing_model_falls_back_with_warning(self, kb: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        code, out, err = call(capsys, "ask", "VPN?", "--generator", "hf:nobody/none", "--json", "--data-dir", str(kb))
+        assert code == 0 and json.loads(out)["generator"] == "extractive" and "nobody/none" in err
 
     def test_eval_command(self, kb: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         qa = tmp_path / "qa.jsonl"

@@ -61,6 +61,14 @@ class TestEmptyKB:
         if page == "chat":
             assert len(at.chat_input) == 0  # no chat box that cannot work
 
+    def test_sidebar_has_the_settings(self, data_dir: Path) -> None:
+        at = app()
+        assert [w.key for w in at.sidebar if getattr(w, "key", None)] == [
+            "settings_top_k",
+            "settings_metric",
+            "settings_generator",
+        ]
+
     def test_sample_policy_loads_in_one_click(self, data_dir: Path, embedder: Embedder) -> None:
         at = app("documents")
         at.button(key="documents_load_sample").click().run()
@@ -108,6 +116,40 @@ class TestChat:
         at.chat_input(key="chat_input").set_value("vacation days").run()
         at.chat_input(key="chat_input").set_value("meal allowance").run()
         assert [m.name for m in at.chat_message] == ["user", "assistant", "user", "assistant"]
+
+
+    def test_compare_with_and_without_retrieval(self, data_dir: Path, embedder: Embedder, policy_pdf: Path) -> None:
+        ingest(data_dir, embedder, policy_pdf)
+        at = app("chat")
+        at.toggle(key="chat_compare").set_value(True).run()
+        at.chat_input(key="chat_input").set_value("Can I work from home?").run()
+        assert not at.exception
+        captions = [c.value for c in at.caption]
+        assert "With retrieved passages" in captions and "Without retrieval (the generator alone)" in captions
+        assert "without retrieved passages it has nothing to say" in texts(at)
+        at.run()  # after a rerun the history shows the no-retrieval answer in its own expander
+        assert any(plain(e.label) == "Without retrieval" for e in at.expander)
+
+    def test_unavailable_model_falls_back_with_visible_warning(
+        self, data_dir: Path, embedder: Embedder, policy_pdf: Path
+    ) -> None:
+        ingest(data_dir, embedder, policy_pdf)
+        at = app("chat")
+        # (AppTest's switch_page runs the page without app.py's sidebar, so set the setting's state directly)
+        at.session_state["settings_generator"] = "hf:nobody/no-such-model"
+        at.chat_input(key="chat_input").set_value("Can I work from home?").run()
+        assert not at.exception
+        assert any("no-such-model" in plain(str(w.value)) for w in at.warning)
+        assert "home" in texts(at)
+
+    def test_follow_up_uses_the_previous_question(self, data_dir: Path, embedder: Embedder) -> None:
+        Engine(Settings(data_dir=data_dir), embedder=embedder).load_sample()
+        at = app("chat")
+        at.chat_input(key="chat_input").set_value("How many days of annual leave do full-time employees get?").run()
+        at.chat_input(key="chat_input").set_value("and for part-timers?").run()
+        assert not at.exception
+        last = [plain(e.label) for e in at.expander if e.label.startswith("\\[1\\]")][-1]
+        assert "page 1" in last
 
 
 class TestAnalysis:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
@@ -190,3 +192,46 @@ class TestAtomicity:
             t.join()
         assert not errors
         assert len(kb.documents()) == 6 and kb.size == 18 and len(kb.all_chunks()) == 18
+
+    def test_readers_never_see_half_a_document(self, tmp_path: Path) -> None:
+        """Within one read snapshot, documents, chunk rows and the index of that generation agree."""
+        kb = KnowledgeBase(tmp_path)
+        _doc(kb, "seed.txt", b"seed", n=5)
+        stop = threading.Event()
+        problems: list[str] = []
+        snapshots = 0
+
+        def read() -> None:
+            nonlocal snapshots
+            db = sqlite3.connect(tmp_path / "kb.sqlite3", isolation_level=None)
+            while not stop.is_set():
+                db.execute("BEGIN")
+                listed = dict(db.execute("SELECT id, chunks FROM documents").fetchall())
+                counts = dict(db.execute("SELECT document_id, COUNT(*) FROM chunks GROUP BY document_id").fetchall())
+                ids = {r[0] for r in db.execute("SELECT id FROM chunks")}
+                generation = int(db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+                db.execute("COMMIT")
+                try:
+                    index = faiss.read_index(str(tmp_path / f"index-{generation}.faiss"))
+                except RuntimeError:
+                    continue  # a writer already removed that generation's file; read again
+                in_index = set(faiss.vector_to_array(index.id_map).tolist())
+                if counts != listed:
+                    problems.append(f"rows {counts} vs documents {listed}")
+                if in_index != ids:
+                    problems.append(f"generation {generation}: index and rows differ")
+                snapshots += 1
+            db.close()
+
+        t = threading.Thread(target=read)
+        t.start()
+        try:
+            for i in range(8):
+                _doc(kb, f"{i}.txt", f"d{i}".encode(), n=7, seed=i)
+            kb.delete("seed.txt")
+            kb.delete("0.txt")
+        finally:
+            stop.set()
+            t.join()
+        assert not problems, problems[:3]
+        assert snapshots > 0

@@ -98,31 +98,45 @@ def _shot(pg: object, name: str) -> None:
     pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
 
 
+def _wait(pg: object, locator: object) -> None:
+    """Wait for `locator`, but fail at once with the message if the page shows a Python exception."""
+    error = pg.get_by_test_id("stException")  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if error.count():
+            _shot(pg, "error")
+            pytest.fail(f"the page shows an exception: {error.first.inner_text()[:1500]}")
+        if locator.count() and locator.first.is_visible():  # type: ignore[attr-defined]
+            return
+        pg.wait_for_timeout(250)  # type: ignore[attr-defined]
+    _shot(pg, "timeout")
+    pytest.fail(f"timed out waiting for {locator}")
+
+
 def test_upload_chat_analysis(server: str, page: object) -> None:
     pg = page  # playwright Page (typed loosely so the module imports without playwright)
     pg.goto(f"{server}/documents")  # type: ignore[attr-defined]
-    pg.get_by_text("No documents yet").wait_for()  # type: ignore[attr-defined]
+    _wait(pg, pg.get_by_text("No documents yet"))  # type: ignore[attr-defined]
     pg.locator("input[type=file]").set_input_files(str(HANDBOOK))  # type: ignore[attr-defined]
     pg.get_by_role("button", name="Ingest").click()  # type: ignore[attr-defined]
-    pg.get_by_text("added, 11 pages").first.wait_for()  # type: ignore[attr-defined]
-    pg.get_by_text("In the knowledge base (1)").wait_for()  # type: ignore[attr-defined]
+    _wait(pg, pg.get_by_text("added, 11 pages"))  # type: ignore[attr-defined]
+    _wait(pg, pg.get_by_text("In the knowledge base (1)"))  # type: ignore[attr-defined]
     _shot(pg, "1-documents")
 
     pg.goto(f"{server}/chat")  # type: ignore[attr-defined]
     box = pg.get_by_test_id("stChatInputTextArea")  # type: ignore[attr-defined]
     box.fill("How often are performance reviews conducted?")
     box.press("Enter")
-    cited = pg.get_by_text("contoso-electronics-employee-handbook.pdf · page 4").first  # type: ignore[attr-defined]
-    cited.wait_for()
-    pg.get_by_text("Prompt sent").wait_for()  # type: ignore[attr-defined]
+    _wait(pg, pg.get_by_text("contoso-electronics-employee-handbook.pdf · page 4"))  # type: ignore[attr-defined]
+    _wait(pg, pg.get_by_text("Prompt sent"))  # type: ignore[attr-defined]
     _shot(pg, "2-chat")
 
     pg.goto(f"{server}/analysis")  # type: ignore[attr-defined]
-    pg.locator(".js-plotly-plot").first.wait_for()  # type: ignore[attr-defined]
+    _wait(pg, pg.locator(".js-plotly-plot"))  # type: ignore[attr-defined]
     query = pg.get_by_label("Query to place on the map")  # type: ignore[attr-defined]
     query.fill("performance review")
     query.press("Enter")
-    pg.get_by_text("Top-k under each metric").wait_for()  # type: ignore[attr-defined]
+    _wait(pg, pg.get_by_text("Top-k under each metric"))  # type: ignore[attr-defined]
     assert pg.locator(".js-plotly-plot").count() >= 2  # type: ignore[attr-defined]
     pg.set_viewport_size({"width": 1400, "height": 1900})  # type: ignore[attr-defined]
     _shot(pg, "3-analysis")
