@@ -14,6 +14,7 @@ navigation = st.navigation(
         ),
         st.Page("pages/chat.py", title="Chat", icon=":material/chat:", url_path="chat"),
         st.Page("pages/analysis.py", title="Analysis", icon=":material/scatter_plot:", url_path="analysis"),
+        st.Page("pages/evaluate.py", title="Evaluate", icon=":material/fact_check:", url_path="evaluate"),
     ]
 )
 if target := st.session_state.pop(TARGET_KEY, None):

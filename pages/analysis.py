@@ -15,13 +15,29 @@ if not engine.documents():
     st.page_link("pages/documents.py", label="Go to Documents", icon=":material/description:")
     st.stop()
 
-c1, c2, c3 = st.columns([1, 1, 2])
+c1, c2, c3, c4 = st.columns([1, 1, 2, 1])
 method = c1.selectbox("Projection", analysis.METHODS, format_func=str.upper, key="analysis_method")
 perplexity = c2.slider("Perplexity (t-SNE)", 5, 50, 30, key="analysis_perplexity", disabled=method != "tsne")
 query = c3.text_input("Query to place on the map", key="analysis_query", placeholder="e.g. How many vacation days?")
+colour = c4.radio(
+    "Colour by",
+    analysis.COLOURINGS,
+    format_func={"document": "document", "dense": "dense score", "bm25": "BM25 score"}.__getitem__,
+    key="analysis_colour",
+    disabled=not query.strip(),
+    help="With a query: colour every chunk by its dense (cosine) or BM25 score, to see where semantic "
+    "and keyword neighbours differ.",
+)
 
 with st.spinner("Projecting the embeddings (cached until the documents change)…"):
-    view = analysis.query_view(engine, query, method=method, perplexity=float(perplexity), k=top_k())
+    view = analysis.query_view(
+        engine,
+        query,
+        method=method,
+        perplexity=float(perplexity),
+        k=top_k(),
+        colour=colour if query.strip() else "document",
+    )
 
 st.plotly_chart(view.map_figure, width="stretch", key="analysis_map")
 

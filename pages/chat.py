@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.common import generator, get_engine, metric, require_router, top_k
+from pages.common import generator, get_engine, metric, mode, require_router, top_k
 from rag_core.conversation import ChatMessage, export_json, export_markdown
 from rag_core.display import escape_markdown, highlight, query_terms
 from rag_core.generation import AnswerStream, GeneratorError
@@ -32,10 +32,23 @@ def show_evidence(message: ChatMessage, question: str) -> None:
     for i, hit in enumerate(message.hits, 1):
         label = f"[{i}] {hit['document']} · page {hit['page']} · score {float(hit['score']):.3f}"  # type: ignore[arg-type]
         with st.expander(escape_markdown(label), expanded=(i == 1 and message.grounded)):
+            st.caption(retrieval_detail(hit))
             st.markdown(highlight(str(hit["text"]), terms))
     if message.prompt:
         with st.expander("Prompt sent"):
             st.code(message.prompt, language=None, wrap_lines=True)
+
+
+def retrieval_detail(hit: dict[str, object]) -> str:
+    """How dense and BM25 retrieval each ranked this passage (the hybrid evidence)."""
+    parts = [f"dense rank {hit.get('dense_rank') or '–'}"]
+    if hit.get("bm25_rank") is not None:
+        parts.append(f"BM25 rank {hit['bm25_rank']} (score {float(hit['bm25_score'] or 0):.2f})")  # type: ignore[arg-type]
+    elif "bm25_rank" in hit:
+        parts.append("BM25 rank –")
+    if hit.get("fused_score") is not None:
+        parts.append(f"fused rank {hit['rank']} (score {float(hit['fused_score']):.3f})")  # type: ignore[arg-type]
+    return " · ".join(parts)
 
 
 def show_message(m: ChatMessage, question: str) -> None:
@@ -71,7 +84,7 @@ if prompt := st.chat_input("Ask about your company's policies", key="chat_input"
     with st.chat_message("user"):
         st.markdown(escape_markdown(prompt))
     with st.chat_message("assistant"):
-        options = {"history": history, "k": top_k(), "metric": metric(), "generator": generator()}
+        options = {"history": history, "k": top_k(), "metric": metric(), "generator": generator(), "mode": mode()}
         if compare:
             with_col, without_col = st.columns(2)
             with with_col:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from rag_core.config import METRICS, Settings
+from rag_core.config import METRICS, MODES, Settings
 from rag_core.pipeline import Engine
 
 ROUTER_FLAG = "policypal_router_ran"
@@ -50,6 +50,14 @@ def sidebar_settings() -> None:
             key="settings_metric",
             help="Cosine, dot product and L2 rank alike for normalised embeddings (the default model's).",
         )
+        st.selectbox(
+            "Retrieval mode",
+            MODES,
+            index=MODES.index(defaults.mode),
+            key="settings_mode",
+            help="dense: embeddings (paraphrases); bm25: keywords (exact terms, clause numbers); "
+            "hybrid: both, fused (the default, best measured).",
+        )
         st.text_input(
             "Answer generator",
             value=defaults.generator,
@@ -71,3 +79,7 @@ def metric() -> str:
 def generator() -> str:
     value = str(st.session_state.get("settings_generator", "")).strip()
     return value or Settings.from_env().generator
+
+
+def mode() -> str:
+    return str(st.session_state.get("settings_mode", Settings.from_env().mode))

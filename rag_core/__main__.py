@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rag_core.config import METRICS, Settings
+from rag_core.config import METRICS, MODES, Settings
 
 EMPTY_KB_MESSAGE = (
     "The knowledge base is empty: add documents first with `python -m rag_core ingest FILE...` "
@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--batch", type=Path, metavar="FILE", help="one query per line instead of QUERY")
         s.add_argument("--k", type=int, default=None, help="passages to return (default 5)")
         s.add_argument("--metric", choices=METRICS, default=None, help="similarity metric (default cosine)")
+        s.add_argument("--mode", choices=MODES, default=None, help="retrieval: dense, bm25 or hybrid (default)")
         if name == "ask":
             s.add_argument(
                 "--generator",
@@ -57,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("qa", type=Path, metavar="QA.jsonl")
     ev.add_argument("--k", type=int, default=None)
     ev.add_argument("--metric", choices=METRICS, default=None)
+    ev.add_argument("--mode", choices=MODES, default=None, help="retrieval: dense, bm25 or hybrid (default)")
     return p
 
 
@@ -183,7 +185,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     queries = _queries(args)
     engine = _engine(args, settings)
     k = args.k or settings.top_k
-    results = engine.search(queries, k=k, metric=args.metric)
+    results = engine.search(queries, k=k, metric=args.metric, mode=args.mode)
     if engine.kb.size == 0:
         _err(EMPTY_KB_MESSAGE)
     for query, hits in zip(queries, results, strict=True):
@@ -219,7 +221,9 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     failed = 0
     warned = False
     for question in questions:
-        stream = engine.answer_stream(question, k=k, metric=args.metric, generator=spec, no_context=args.no_context)
+        stream = engine.answer_stream(
+            question, k=k, metric=args.metric, generator=spec, no_context=args.no_context, mode=args.mode
+        )
         error: str | None = None
         try:
             answer = stream.result()
@@ -258,7 +262,10 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     if engine.kb.size == 0:
         raise _UsageError(EMPTY_KB_MESSAGE)
     report = evaluate(
-        items, lambda qs: engine.search(qs, k=max(k, 5), metric=args.metric), k=k, min_score=settings.min_score
+        items,
+        lambda qs: engine.search(qs, k=max(k, 5), metric=args.metric, mode=args.mode),
+        k=k,
+        min_score=settings.min_score,
     )
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))

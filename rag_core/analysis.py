@@ -24,6 +24,7 @@ import numpy.typing as npt
 import plotly.graph_objects as go
 
 from rag_core.config import METRICS
+from rag_core.evaluation import EvalReport
 from rag_core.pipeline import Engine
 from rag_core.retrieval import Hit, search_vectors
 from rag_core.store import ChunkRow, KnowledgeBase
@@ -172,17 +173,47 @@ class QueryView:
     agreement: str
 
 
-def query_view(engine: Engine, query: str, method: str = "tsne", perplexity: float = 30.0, k: int = 5) -> QueryView:
-    """The map (cached), the query placed on it with its top-k ringed, and top-k under every metric."""
+COLOURINGS = ("document", "dense", "bm25")
+
+
+def query_view(
+    engine: Engine,
+    query: str,
+    method: str = "tsne",
+    perplexity: float = 30.0,
+    k: int = 5,
+    colour: str = "document",
+) -> QueryView:
+    """The map (cached), the query placed on it with its top-k ringed, and top-k under every metric.
+
+    colour: "document", or "dense" / "bm25" to colour every chunk by its similarity to the query, so
+    a user sees where lexical and semantic neighbours differ.
+    """
+    if colour not in COLOURINGS:
+        raise ValueError(f"colour must be one of {COLOURINGS}; got {colour!r}")
     emap = embedding_map(engine.kb, method, perplexity)
     query = query.strip()
     if not query or not emap.chunks:
         return QueryView(emap, map_figure(emap), [], {}, "")
-    q_unit, q_norm = engine.embedder.encode_with_norms([query])
+    q_unit, q_norm = engine.embedder.encode_queries_with_norms([query])
     by_metric = {m: search_vectors(engine.kb, q_unit, q_norm, k, m)[0] for m in METRICS}
     hits = by_metric[engine.settings.metric]
     xy = place_query(emap, q_unit[0])
-    return QueryView(emap, map_figure(emap, query, xy, hits), hits, by_metric, metric_agreement(by_metric))
+    values: FloatArray | None = None
+    if colour == "dense":
+        values = (emap.vectors @ q_unit[0]).astype(np.float32)
+    elif colour == "bm25":
+        values = bm25_scores(engine, query, emap)
+    label = {"dense": "cosine", "bm25": "BM25"}.get(colour, "score")
+    figure = map_figure(emap, query, xy, hits, color_values=values, color_label=label)
+    return QueryView(emap, figure, hits, by_metric, metric_agreement(by_metric))
+
+
+def bm25_scores(engine: Engine, query: str, emap: EmbeddingMap) -> FloatArray:
+    """BM25 score of every chunk of the map for `query` (0 where no query term occurs)."""
+    pairs = engine.lexical.search([query], max(1, len(emap.chunks)))[0]
+    by_id = {cid: score for score, cid in pairs}
+    return np.array([by_id.get(c.chunk_id, 0.0) for c in emap.chunks], dtype=np.float32)
 
 
 def metric_agreement(by_metric: dict[str, list[Hit]]) -> str:
@@ -350,3 +381,21 @@ def heatmap_figure(labels: Sequence[str], matrix: FloatArray) -> go.Figure:
 
 def _short(name: str, n: int = 40) -> str:
     return name if len(name) <= n else name[: n - 1] + "…"
+
+
+def metrics_figure(reports: dict[str, EvalReport]) -> go.Figure:
+    """Grouped bars: hit@1, hit@3, hit@5 and MRR for each retrieval mode."""
+    fig = go.Figure()
+    for mode, r in reports.items():
+        values = [r.hit_at[1], r.hit_at[3], r.hit_at[5], r.mrr]
+        fig.add_trace(
+            go.Bar(name=mode, x=["hit@1", "hit@3", "hit@5", "MRR"], y=values, text=[f"{v:.2f}" for v in values])
+        )
+    fig.update_layout(
+        barmode="group",
+        height=380,
+        yaxis={"range": [0, 1.05]},
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        title={"text": "Retrieval quality by mode"},
+    )
+    return fig

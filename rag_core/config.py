@@ -16,6 +16,8 @@ from typing import Any
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 METRICS = ("cosine", "dot", "l2")
 PRECISIONS = ("auto", "fp32", "bf16")
+MODES = ("dense", "bm25", "hybrid")
+FUSIONS = ("convex", "rrf")
 
 # Field name -> environment variable. Kept explicit so `grep RAG_` finds every one.
 ENV_VARS: dict[str, str] = {
@@ -34,6 +36,12 @@ ENV_VARS: dict[str, str] = {
     "parse_memory_mb": "RAG_PARSE_MEMORY_MB",
     "allow_downloads": "RAG_ALLOW_DOWNLOADS",
     "generator": "RAG_GENERATOR",
+    "mode": "RAG_MODE",
+    "fusion": "RAG_FUSION",
+    "rrf_k": "RAG_RRF_K",
+    "dense_weight": "RAG_DENSE_WEIGHT",
+    "bm25_weight": "RAG_BM25_WEIGHT",
+    "fusion_depth": "RAG_FUSION_DEPTH",
     "min_score": "RAG_MIN_SCORE",
 }
 
@@ -73,6 +81,17 @@ class Settings:
     parse_memory_mb: int = 4096
     # Off by default: no code path may touch the network unless the user says so.
     allow_downloads: bool = False
+    # dense | bm25 | hybrid. Default: the best measured on the shared eval set (benchmarks/eval_retrieval.py).
+    mode: str = "hybrid"
+    # How hybrid mode fuses each retriever's top `fusion_depth` candidates:
+    #   convex: dense_weight x min-max-scaled cosine + (1 - dense_weight) x min-max-scaled BM25 (default,
+    #           measured best on the shared eval set);
+    #   rrf:    dense_weight/(rrf_k + dense rank) + bm25_weight/(rrf_k + BM25 rank).
+    fusion: str = "convex"
+    dense_weight: float = 0.7
+    bm25_weight: float = 1.0
+    rrf_k: float = 60.0
+    fusion_depth: int = 10
     # extractive | hf:<model id or dir> | openai:<base url>#<model>
     generator: str = "extractive"
     # Below this top retrieval score (cosine) the answer says the documents do not cover the question.
@@ -108,6 +127,19 @@ class Settings:
             raise ValueError(
                 f"parse_memory_mb must be 0 (no cap) or >= 256; got parse_memory_mb={self.parse_memory_mb}"
             )
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}; got {self.mode!r}")
+        if self.rrf_k <= 0 or self.dense_weight < 0 or self.bm25_weight < 0:
+            raise ValueError(
+                "rrf_k must be > 0 and the weights >= 0; "
+                f"got rrf_k={self.rrf_k}, dense_weight={self.dense_weight}, bm25_weight={self.bm25_weight}"
+            )
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}; got {self.fusion!r}")
+        if self.fusion == "convex" and self.dense_weight > 1:
+            raise ValueError(f"convex fusion needs dense_weight in [0, 1]; got dense_weight={self.dense_weight}")
+        if self.fusion_depth < 1:
+            raise ValueError(f"fusion_depth must be >= 1; got fusion_depth={self.fusion_depth}")
         if not -1.0 <= self.min_score <= 1.0:
             raise ValueError(f"min_score must be between -1 and 1 (a cosine); got min_score={self.min_score}")
         if not self.embedder.strip():

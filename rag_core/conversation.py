@@ -35,7 +35,7 @@ class ChatMessage:
             grounded=answer.grounded,
             generator=answer.generator,
             citations=[c.to_json() for c in answer.citations],
-            hits=[h.to_json() for h in answer.hits],
+            hits=[h.evidence_json() for h in answer.hits],
             prompt=answer.prompt,
             warning=answer.warning,
         )

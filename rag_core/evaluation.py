@@ -8,7 +8,10 @@ Those are left out of hit@k and MRR. A hit at k: one of the top k passages is fr
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,9 +38,29 @@ class QAItem:
 
 
 def load_qa(path: str | Path) -> list[QAItem]:
-    """Read a QA JSONL file; a bad line raises `QAFormatError` naming the line and the problem."""
+    """Read a QA file (JSONL, or CSV by its .csv suffix); a bad line raises `QAFormatError`."""
+    path = Path(path)
+    return parse_qa(path.read_bytes(), path.name)
+
+
+def parse_qa(data: bytes, name: str) -> list[QAItem]:
+    """QA items from JSONL (the shared eval format) or CSV with columns question, document, page.
+
+    In CSV, `page` may list several pages separated by ';' or ','; an empty document marks a question
+    no document answers.
+    """
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise QAFormatError(f"{name}: not UTF-8 text ({e})") from e
+    items = _parse_csv(text, name) if name.lower().endswith(".csv") else _parse_jsonl(text, name)
+    if not items:
+        raise QAFormatError(f"{name}: no questions found")
+    return items
+
+
+def _parse_jsonl(text: str, name: str) -> list[QAItem]:
     items: list[QAItem] = []
-    text = Path(path).read_text(encoding="utf-8")
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -53,13 +76,30 @@ def load_qa(path: str | Path) -> list[QAItem]:
                     kind=str(obj.get("kind", "fact")),
                 )
             )
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
             raise QAFormatError(
-                f"{path}:{n}: not a QA line ({type(e).__name__}: {e}); expected JSON with at least "
+                f"{name}:{n}: not a QA line ({type(e).__name__}: {e}); expected JSON with at least "
                 '"question", "document" and "pages"'
             ) from e
-    if not items:
-        raise QAFormatError(f"{path}: no questions found")
+    return items
+
+
+def _parse_csv(text: str, name: str) -> list[QAItem]:
+    reader = csv.DictReader(io.StringIO(text))
+    fields = {f.strip().lower() for f in reader.fieldnames or []}
+    if not {"question", "document"} <= fields or not fields & {"page", "pages"}:
+        raise QAFormatError(f"{name}: a CSV needs the columns question, document, page; found {sorted(fields)}")
+    items: list[QAItem] = []
+    for n, raw in enumerate(reader, 2):
+        row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k}
+        try:
+            pages = [int(p) for p in re.split(r"[;,\s]+", row.get("page") or row.get("pages") or "") if p]
+        except ValueError as e:
+            raise QAFormatError(f"{name}:{n}: page must be a number or numbers separated by ';' ({e})") from e
+        if not row.get("question"):
+            raise QAFormatError(f"{name}:{n}: empty question")
+        document = row.get("document") or None
+        items.append(QAItem(row.get("id") or f"q{n - 1}", row["question"], document, pages if document else []))
     return items
 
 

@@ -516,7 +516,7 @@ class AnswerStream:
 
     def __iter__(self) -> Iterator[str]:
         question, gen, hits = self.question, self.generator, self.hits
-        if hits is not None and (not hits or hits[0].score < self.min_score):
+        if hits is not None and (not hits or max(h.score for h in hits) < self.min_score):
             # Nothing relevant enough: say so, and never let a model improvise.
             prompt, _ = gen.prepare(question, hits)
             self.answer = Answer(question, NOT_FOUND, gen.name, False, [], list(hits), prompt, self.warning)

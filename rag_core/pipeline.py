@@ -10,6 +10,7 @@ so two uploads at once embed in parallel and then commit one after the other.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,8 +18,9 @@ from pathlib import Path
 from typing import overload
 
 from rag_core.chunking import Chunker
-from rag_core.config import Settings
+from rag_core.config import MODES, Settings
 from rag_core.embedding import Embedder, shared_embedder
+from rag_core.evaluation import EvalReport, QAItem, evaluate
 from rag_core.generation import (
     Answer,
     AnswerStream,
@@ -28,8 +30,9 @@ from rag_core.generation import (
     parse_spec,
     retrieval_query,
 )
+from rag_core.lexical import LexicalIndex
 from rag_core.loaders import LoadError, load_bytes
-from rag_core.retrieval import Hit, search_vectors
+from rag_core.retrieval import Hit, fuse, fuse_scores, ranked_hits, search_vectors, with_ranks
 from rag_core.store import (
     DocumentInfo,
     DuplicateDocument,
@@ -94,6 +97,7 @@ class Engine:
         self._embedder = embedder
         self._embedder_lock = threading.Lock()
         self._chunker: Chunker | None = None
+        self.lexical = LexicalIndex(self.kb)
         self._generators: dict[str, Generator] = {}
         self._generator_lock = threading.RLock()
 
@@ -127,7 +131,17 @@ class Engine:
         return self.kb.documents()
 
     def delete(self, ref: str) -> DocumentInfo:
-        return self.kb.delete(ref)
+        doc = self.kb.delete(ref)
+        self._refresh_derived()
+        return doc
+
+    def _refresh_derived(self) -> None:
+        """Rebuild what is derived from the rows (the BM25 index) for the new generation, now rather
+        than in the next user's query. A failure here loses nothing: readers rebuild it themselves."""
+        try:
+            self.lexical.refresh()
+        except Exception as e:  # never fail an ingest or delete over a cache
+            logging.getLogger(__name__).warning("BM25 index refresh failed: %s", e)
 
     # ---------------------------------------------------------------- ingest
 
@@ -226,6 +240,7 @@ class Engine:
             return IngestResult(display, "failed", None, 0, 0, str(e), e.kind)
         except EmbedderMismatch as e:
             return IngestResult(display, "failed", None, 0, 0, str(e), "embedder_mismatch")
+        self._refresh_derived()
         return IngestResult(display, "added", info.document_id, info.pages, info.chunks)
 
     def load_sample(self, progress: IngestProgress | None = None) -> IngestResult:
@@ -235,23 +250,68 @@ class Engine:
     # ---------------------------------------------------------------- search
 
     @overload
-    def search(self, query: str, k: int | None = None, metric: str | None = None) -> list[Hit]: ...
+    def search(
+        self, query: str, k: int | None = None, metric: str | None = None, mode: str | None = None
+    ) -> list[Hit]: ...
     @overload
-    def search(self, query: list[str], k: int | None = None, metric: str | None = None) -> list[list[Hit]]: ...
+    def search(
+        self, query: list[str], k: int | None = None, metric: str | None = None, mode: str | None = None
+    ) -> list[list[Hit]]: ...
 
     def search(
-        self, query: str | list[str], k: int | None = None, metric: str | None = None
+        self, query: str | list[str], k: int | None = None, metric: str | None = None, mode: str | None = None
     ) -> list[Hit] | list[list[Hit]]:
-        """Top-k hits for a query (or a list of queries: one list of hits each). Empty KB -> no hits."""
+        """Top-k hits for a query (or a list of queries: one list of hits each). Empty KB -> no hits.
+
+        mode: dense (embeddings, ranked by `metric`), bm25 (keywords) or hybrid (both, fused by
+        reciprocal rank). In bm25 and hybrid mode each hit's `score` is its cosine similarity.
+        """
         k = k or self.settings.top_k
         metric = metric or self.settings.metric
+        mode = mode or self.settings.mode
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
         queries = [query] if isinstance(query, str) else list(query)
         if self.kb.size == 0 or not queries:
             empty: list[list[Hit]] = [[] for _ in queries]
             return empty[0] if isinstance(query, str) else empty
-        vectors, norms = self.embedder.encode_with_norms(queries)
-        results = search_vectors(self.kb, vectors, norms, k, metric)
+        vectors, norms = self.embedder.encode_queries_with_norms(queries)
+        if mode == "dense":
+            results = [with_ranks(h) for h in search_vectors(self.kb, vectors, norms, k, metric)]
+        else:
+            depth = max(k, self.settings.fusion_depth)
+            dense = search_vectors(self.kb, vectors, norms, depth, metric) if mode == "hybrid" else None
+            lexical = self.lexical.search(queries, depth)
+            results = []
+            for j, q_hits in enumerate(lexical):
+                dense_pairs = [(h.score, h.chunk_id) for h in dense[j]] if dense is not None else []
+                if self.settings.fusion == "convex" and dense is not None:
+                    fused = fuse_scores(dense_pairs, q_hits, k, dense_weight=self.settings.dense_weight)
+                else:
+                    fused = fuse(
+                        [cid for _, cid in dense_pairs],
+                        q_hits,
+                        k,
+                        rrf_k=self.settings.rrf_k,
+                        dense_weight=self.settings.dense_weight,
+                        bm25_weight=self.settings.bm25_weight,
+                    )
+                cosines = {h.chunk_id: h.score for h in dense[j]} if dense is not None and metric == "cosine" else {}
+                results.append(ranked_hits(self.kb, fused, vectors[j], cosines, k))
         return results[0] if isinstance(query, str) else results
+
+    def evaluate(
+        self, items: Sequence[QAItem], modes: Sequence[str] = MODES, k: int = 5, metric: str | None = None
+    ) -> dict[str, EvalReport]:
+        """Score retrieval on QA items once per mode (hit@1/3/5, MRR, refusals, misses)."""
+        reports: dict[str, EvalReport] = {}
+        for m in modes:
+
+            def search(questions: list[str], m: str = m) -> list[list[Hit]]:
+                return self.search(questions, k=max(k, 5), metric=metric, mode=m)
+
+            reports[m] = evaluate(items, search, k=k, min_score=self.settings.min_score)
+        return reports
 
     def generator(self, spec: str | None = None) -> tuple[Generator, str | None]:
         """The generator for `spec` (default: settings), loaded once; (generator, warning).
@@ -282,10 +342,12 @@ class Engine:
         metric: str | None = None,
         generator: str | None = None,
         no_context: bool = False,
+        mode: str | None = None,
     ) -> AnswerStream:
         """Retrieve (a follow-up together with the previous question), then stream the answer."""
         gen, warning = self.generator(generator)
-        hits = None if no_context else self.search(retrieval_query(question, history), k=k, metric=metric)
+        query = retrieval_query(question, history)
+        hits = None if no_context else self.search(query, k=k, metric=metric, mode=mode)
         return AnswerStream(question, gen, hits, self.settings.min_score, warning)
 
     def answer(
@@ -297,10 +359,11 @@ class Engine:
         metric: str | None = None,
         generator: str | None = None,
         no_context: bool = False,
+        mode: str | None = None,
     ) -> Answer:
         """`answer_stream(...)` drained: the complete Answer with citations, hits and prompt."""
         return self.answer_stream(
-            question, history=history, k=k, metric=metric, generator=generator, no_context=no_context
+            question, history=history, k=k, metric=metric, generator=generator, no_context=no_context, mode=mode
         ).result()
 
 

@@ -18,7 +18,7 @@ the true raw vectors, by an exact scan (they are for analysis; cosine is the fas
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -38,12 +38,25 @@ class Hit:
     text: str
     start: int = 0
     end: int = 0
+    # How each retriever saw this chunk (None = not among its candidates); filled by `fuse`.
+    dense_rank: int | None = None
+    bm25_score: float | None = None
+    bm25_rank: int | None = None
+    fused_score: float | None = None
 
     def to_json(self) -> dict[str, object]:
+        """The hit as the CLI contract specifies it (DESIGN.md), nothing more."""
+        return {k: v for k, v in asdict(self).items() if k in CONTRACT_KEYS}
+
+    def evidence_json(self) -> dict[str, object]:
+        """The contract keys plus how dense and BM25 retrieval ranked it, for the evidence panel."""
         d = asdict(self)
         d.pop("start")
         d.pop("end")
         return d
+
+
+CONTRACT_KEYS = ("rank", "score", "document", "document_id", "page", "chunk_id", "text")
 
 
 def search_vectors(
@@ -120,6 +133,136 @@ def _scan(kb: KnowledgeBase, q_unit: FloatArray, q_norm: float, k: int, metric: 
     scores = metric_scores(unit, norms, q_unit, q_norm, metric)
     top = np.argsort(-scores)[:k]
     return [(float(scores[t]), int(ids[t])) for t in top]
+
+
+@dataclass(frozen=True)
+class Fused:
+    chunk_id: int
+    fused_score: float
+    dense_rank: int | None
+    bm25_rank: int | None
+    bm25_score: float | None
+
+
+def fuse(
+    dense: Sequence[int],
+    lexical: Sequence[tuple[float, int]],
+    k: int,
+    rrf_k: float = 60.0,
+    dense_weight: float = 1.0,
+    bm25_weight: float = 1.0,
+) -> list[Fused]:
+    """Reciprocal rank fusion: score(c) = w_dense / (rrf_k + rank_dense(c)) + w_bm25 / (rrf_k + rank_bm25(c)).
+
+    RRF uses ranks only, so BM25's unbounded scores and cosine similarities need no calibration
+    against each other; rrf_k = 60 (Cormack et al., 2009) damps the advantage of the very top ranks.
+
+    >>> [(f.chunk_id, f.dense_rank, f.bm25_rank) for f in fuse([7, 8, 9], [(3.0, 9), (2.0, 5)], k=3)]
+    [(9, 3, 1), (7, 1, None), (8, 2, None)]
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1; got k={k}")
+    if rrf_k <= 0:
+        raise ValueError(f"rrf_k must be > 0; got rrf_k={rrf_k}")
+    dense_rank = {cid: r for r, cid in enumerate(dense, 1)}
+    bm25_rank = {cid: r for r, (_, cid) in enumerate(lexical, 1)}
+    bm25_score = {cid: s for s, cid in lexical}
+    scores: dict[int, float] = {}
+    for cid, r in dense_rank.items():
+        scores[cid] = scores.get(cid, 0.0) + dense_weight / (rrf_k + r)
+    for cid, r in bm25_rank.items():
+        scores[cid] = scores.get(cid, 0.0) + bm25_weight / (rrf_k + r)
+    order = sorted(scores, key=lambda c: (-scores[c], dense_rank.get(c, 10**9)))[:k]
+    return [Fused(c, scores[c], dense_rank.get(c), bm25_rank.get(c), bm25_score.get(c)) for c in order]
+
+
+def fuse_scores(
+    dense: Sequence[tuple[float, int]],
+    lexical: Sequence[tuple[float, int]],
+    k: int,
+    dense_weight: float = 0.7,
+) -> list[Fused]:
+    """Convex combination of min-max normalised scores: w·dense' + (1 − w)·bm25'.
+
+    Each retriever's scores are scaled to [0, 1] over its own candidates (best = 1, worst kept = 0;
+    a chunk the other retriever did not return gets 0 there). Unlike RRF it keeps how far apart the
+    scores are: a chunk BM25 ranks first by a wide margin (an exact clause number) can overtake dense
+    hits that are only slightly better than each other. Measured better than RRF on our eval set
+    (benchmarks/eval_retrieval.py); RRF stays available (fusion="rrf").
+
+    >>> [f.chunk_id for f in fuse_scores([(0.9, 1), (0.8, 2), (0.7, 3)], [(9.0, 3), (1.0, 4)], k=3, dense_weight=0.4)]
+    [3, 1, 2]
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1; got k={k}")
+    if not 0.0 <= dense_weight <= 1.0:
+        raise ValueError(f"dense_weight must be in [0, 1] for convex fusion; got dense_weight={dense_weight}")
+
+    def scaled(pairs: Sequence[tuple[float, int]]) -> dict[int, float]:
+        if not pairs:
+            return {}
+        lo, hi = min(p[0] for p in pairs), max(p[0] for p in pairs)
+        return {cid: (s - lo) / (hi - lo) if hi > lo else 1.0 for s, cid in pairs}
+
+    d, b = scaled(dense), scaled(lexical)
+    dense_rank = {cid: r for r, (_, cid) in enumerate(dense, 1)}
+    bm25_rank = {cid: r for r, (_, cid) in enumerate(lexical, 1)}
+    bm25_score = {cid: s for s, cid in lexical}
+    both = d.keys() | b.keys()
+    combined = {cid: dense_weight * d.get(cid, 0.0) + (1 - dense_weight) * b.get(cid, 0.0) for cid in both}
+    order = sorted(combined, key=lambda c: (-combined[c], dense_rank.get(c, 10**9)))[:k]
+    return [Fused(c, combined[c], dense_rank.get(c), bm25_rank.get(c), bm25_score.get(c)) for c in order]
+
+
+def ranked_hits(
+    kb: KnowledgeBase,
+    fused: Sequence[Fused],
+    q_unit: FloatArray,
+    dense_scores: dict[int, float],
+    k: int,
+) -> list[Hit]:
+    """Hits in fused order; `score` is always the chunk's cosine similarity to the query.
+
+    Keeping `score` a cosine in every mode keeps one meaning for the number users see and for the
+    answer threshold; BM25 and fused scores travel in their own fields.
+    """
+    ids = [f.chunk_id for f in fused]
+    missing = [cid for cid in ids if cid not in dense_scores]
+    if missing:
+        got, vecs = kb.vectors(missing)
+        for cid, v in zip(got.tolist(), vecs, strict=True):
+            dense_scores[int(cid)] = float(v @ q_unit)
+    rows = kb.chunks_by_ids(ids)
+    hits: list[Hit] = []
+    for f in fused:
+        row = rows.get(f.chunk_id)
+        if row is None:
+            continue  # deleted since our snapshot
+        hits.append(
+            Hit(
+                rank=len(hits) + 1,
+                score=dense_scores.get(f.chunk_id, 0.0),
+                document=row.document,
+                document_id=row.document_id,
+                page=row.page,
+                chunk_id=row.chunk_id,
+                text=row.text,
+                start=row.start,
+                end=row.end,
+                dense_rank=f.dense_rank,
+                bm25_score=f.bm25_score,
+                bm25_rank=f.bm25_rank,
+                fused_score=f.fused_score,
+            )
+        )
+        if len(hits) == k:
+            break
+    return hits
+
+
+def with_ranks(hits: Sequence[Hit]) -> list[Hit]:
+    """Dense hits annotated with their own rank (for a uniform evidence panel)."""
+    return [replace(h, dense_rank=h.rank) for h in hits]
 
 
 def rank_of_first(hits: Sequence[Hit], document: str, pages: Sequence[int]) -> int | None:

@@ -329,6 +329,15 @@ class KnowledgeBase:
             ).fetchall()
         return [ChunkRow(*r) for r in rows]
 
+    def chunk_texts(self) -> tuple[int, list[int], list[str]]:
+        """(generation, chunk ids, texts) read in one transaction: a consistent snapshot to index."""
+        with self._connect() as db:
+            db.execute("BEGIN")
+            generation = int(self._meta(db, "generation") or 0)
+            rows = db.execute("SELECT id, text FROM chunks ORDER BY id").fetchall()
+            db.execute("COMMIT")
+        return generation, [int(r[0]) for r in rows], [str(r[1]) for r in rows]
+
     def page_text(self, document_id: str, page: int) -> str | None:
         with self._connect() as db:
             row = db.execute(

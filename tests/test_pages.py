@@ -66,6 +66,7 @@ class TestEmptyKB:
         assert [w.key for w in at.sidebar if getattr(w, "key", None)] == [
             "settings_top_k",
             "settings_metric",
+            "settings_mode",
             "settings_generator",
         ]
 
@@ -107,6 +108,7 @@ class TestChat:
         assert any("policy.pdf · page 2 · score" in label for label in labels), labels
         assert any(label == "Prompt sent" for label in labels)
         assert "**home**" in texts(at)  # the question's terms are highlighted in the passage
+        assert any("dense rank" in c and "fused rank 1" in c for c in texts(at).splitlines())
         assert "<passage" in at.code[0].value and "Question: Can I work from home?" in at.code[0].value
         assert len(at.get("download_button")) == 2
 
@@ -116,7 +118,6 @@ class TestChat:
         at.chat_input(key="chat_input").set_value("vacation days").run()
         at.chat_input(key="chat_input").set_value("meal allowance").run()
         assert [m.name for m in at.chat_message] == ["user", "assistant", "user", "assistant"]
-
 
     def test_compare_with_and_without_retrieval(self, data_dir: Path, embedder: Embedder, policy_pdf: Path) -> None:
         ingest(data_dir, embedder, policy_pdf)
@@ -162,6 +163,10 @@ class TestAnalysis:
         assert not at.exception
         assert len(at.get("plotly_chart")) == 2  # map with the query star + score bars
         assert "same passages in the same order" in texts(at)
+        for colour in ("dense", "bm25"):
+            at.radio(key="analysis_colour").set_value(colour).run()
+            assert not at.exception
+            assert '"showscale":true' in at.get("plotly_chart")[0].proto.spec.replace(" ", "")
         at.selectbox(key="analysis_method").set_value("pca").run()
         assert not at.exception
 
@@ -209,3 +214,26 @@ class TestEscaping:
             assert "<script" not in specs and "<b>bold" not in specs and "<i>.pdf" not in specs
             if page == "analysis":
                 assert "&lt;script&gt;" in specs and "&lt;i&gt;.pdf" in specs
+
+
+class TestEvaluate:
+    def test_sample_questions_scored_per_mode(self, data_dir: Path, embedder: Embedder) -> None:
+        Engine(Settings(data_dir=data_dir), embedder=embedder).load_sample()
+        at = app("evaluate")
+        at.checkbox(key="evaluate_sample").check().run()
+        assert not at.exception
+        table = at.dataframe[0].value
+        assert table["mode"].tolist() == ["dense", "bm25", "hybrid"]
+        assert (table["questions"] == 6).all() and table["hit@5"].max() >= 0.8
+        assert len(at.get("plotly_chart")) == 1
+
+    def test_bad_file_shows_what_is_wrong(self, data_dir: Path, embedder: Embedder, policy_pdf: Path) -> None:
+        from rag_core.evaluation import QAFormatError, parse_qa
+
+        with pytest.raises(QAFormatError, match="columns question, document, page"):
+            parse_qa(b"q,doc\nhello,x\n", "qa.csv")
+        items = parse_qa(b"question,document,page\nCan I work from home?,policy.pdf,2;3\nMoon?,,\n", "qa.csv")
+        assert [(i.question, i.document, i.pages) for i in items] == [
+            ("Can I work from home?", "policy.pdf", [2, 3]),
+            ("Moon?", None, []),
+        ]

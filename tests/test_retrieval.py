@@ -9,7 +9,7 @@ import pytest
 
 from rag_core.chunking import Chunk
 from rag_core.loaders import Page
-from rag_core.retrieval import Hit, metric_scores, rank_of_first, search_vectors
+from rag_core.retrieval import Hit, fuse, fuse_scores, metric_scores, rank_of_first, search_vectors
 from rag_core.store import KnowledgeBase
 
 
@@ -80,3 +80,27 @@ class TestHits:
         hits = [Hit(1, 0.9, "a.pdf", "x", 2, 1, "t"), Hit(2, 0.8, "b.pdf", "y", 4, 2, "t")]
         assert rank_of_first(hits, "b.pdf", [3, 4]) == 2
         assert rank_of_first(hits, "b.pdf", [5]) is None
+
+
+class TestFusion:
+    def test_rrf_hand_computed(self) -> None:
+        fused = fuse([1, 2, 3], [(5.0, 3), (4.0, 4), (1.0, 1)], k=4, rrf_k=10)
+        expected = {1: 1 / 11 + 1 / 13, 2: 1 / 12, 3: 1 / 13 + 1 / 11, 4: 1 / 12}
+        assert {f.chunk_id: f.fused_score for f in fused} == pytest.approx(expected)
+        # ties (1 and 3; 2 and 4) break by dense rank, and BM25-only chunks keep their BM25 score
+        assert [f.chunk_id for f in fused] == [1, 3, 2, 4]
+        assert [(f.dense_rank, f.bm25_rank, f.bm25_score) for f in fused][-1] == (None, 2, 4.0)
+
+    def test_rrf_weights(self) -> None:
+        fused = fuse([1, 2], [(9.0, 2), (1.0, 1)], k=2, rrf_k=1, dense_weight=1.0, bm25_weight=0.1)
+        assert [f.chunk_id for f in fused] == [1, 2]  # dense order wins when BM25 barely counts
+
+    def test_convex_hand_computed(self) -> None:
+        fused = fuse_scores([(0.9, 1), (0.5, 2)], [(10.0, 2), (2.0, 3)], k=3, dense_weight=0.7)
+        assert {f.chunk_id: f.fused_score for f in fused} == pytest.approx({1: 0.7, 2: 0.3, 3: 0.0})
+
+    def test_validation(self) -> None:
+        with pytest.raises(ValueError, match="rrf_k"):
+            fuse([1], [], k=1, rrf_k=0)
+        with pytest.raises(ValueError, match="dense_weight"):
+            fuse_scores([], [], k=1, dense_weight=2)

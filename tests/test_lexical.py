@@ -1,0 +1,91 @@
+"""rag_core.lexical and hybrid retrieval: BM25 persistence per generation, deletes, exact-term wins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag_core.config import Settings
+from rag_core.embedding import Embedder
+from rag_core.lexical import LexicalIndex, tokenize
+from rag_core.pipeline import Engine
+from rag_core.store import KnowledgeBase
+
+CLAUSES = "\n\n".join(
+    f"Section 2635.20{i} covers gifts from outside sources and how their market value is assessed by the "
+    f"agency ethics official."
+    for i in range(1, 10)
+)
+
+
+@pytest.fixture
+def engine(tmp_path: Path, embedder: Embedder) -> Engine:
+    e = Engine(Settings(data_dir=tmp_path / "kb", chunk_tokens=32, chunk_overlap=0), embedder=embedder)
+    r1 = e.ingest_bytes("clauses.txt", CLAUSES.encode())
+    r2 = e.ingest_bytes("leave.txt", b"Bereavement leave: employees may take five days off when a close relative dies.")
+    assert r1.status == r2.status == "added"
+    return e
+
+
+class TestTokenize:
+    def test_stems_drops_stopwords_keeps_clause_numbers(self) -> None:
+        assert tokenize(["The reviews of Section 18.3 and $20 gifts"]) == [["review", "section", "18.3", "20", "gift"]]
+
+
+class TestLexicalIndex:
+    def test_persisted_per_generation_and_reloaded(self, engine: Engine) -> None:
+        generation = engine.kb.generation()
+        assert (engine.kb.data_dir / f"bm25-{generation}" / "ids.npy").exists()
+        fresh = LexicalIndex(KnowledgeBase(engine.kb.data_dir))
+        first = fresh.search(["2635.207"], 3)[0]
+        assert first and engine.kb.chunks_by_ids([first[0][1]])[first[0][1]].text.startswith("Section 2635.207 ")
+        assert fresh.search(["2635.207"], 3) == engine.lexical.search(["2635.207"], 3)
+
+    def test_ids_match_the_faiss_ids(self, engine: Engine) -> None:
+        _, ids, _ = engine.kb.chunk_texts()
+        found = {cid for q in engine.lexical.search(["gifts", "bereavement"], 50) for _, cid in q}
+        assert found and found <= set(ids)
+
+    def test_delete_removes_from_bm25(self, engine: Engine) -> None:
+        assert engine.lexical.search(["bereavement"], 5)[0]
+        engine.delete("leave.txt")
+        assert engine.lexical.search(["bereavement"], 5) == [[]]
+        assert LexicalIndex(engine.kb).search(["bereavement"], 5) == [[]]  # from disk too
+        old = [p.name for p in engine.kb.data_dir.glob("bm25-*")]
+        assert f"bm25-{engine.kb.generation()}" in old and len(old) <= 2
+
+    def test_rebuilds_when_cache_missing_or_damaged(self, engine: Engine) -> None:
+        path = engine.kb.data_dir / f"bm25-{engine.kb.generation()}"
+        (path / "ids.npy").write_bytes(b"garbage")
+        assert LexicalIndex(engine.kb).search(["bereavement"], 1)[0]
+
+    def test_unknown_words_and_empty_kb(self, engine: Engine, tmp_path: Path) -> None:
+        assert engine.lexical.search(["zzzzqqq the of"], 5) == [[]]
+        assert LexicalIndex(KnowledgeBase(tmp_path / "empty")).search(["gifts"], 5) == [[]]
+
+
+class TestHybrid:
+    def test_clause_number_found_by_hybrid_missed_by_dense(self, engine: Engine) -> None:
+        query = "What does section 2635.207 cover?"
+        dense = engine.search(query, k=3, mode="dense")
+        hybrid = engine.search(query, k=3, mode="hybrid")
+        bm25 = engine.search(query, k=3, mode="bm25")
+        assert not dense[0].text.startswith("Section 2635.207 ")  # all nine read alike to the embedder
+        assert hybrid[0].text.startswith("Section 2635.207 ") and bm25[0].text.startswith("Section 2635.207 ")
+        top = hybrid[0]
+        assert top.bm25_rank == 1 and top.bm25_score and top.fused_score is not None
+        assert 0 < top.score <= 1  # `score` stays the cosine similarity in every mode
+
+    def test_paraphrase_found_by_hybrid(self, engine: Engine) -> None:
+        hits = engine.search("days off when a relative dies", k=1, mode="hybrid")
+        assert hits[0].document == "leave.txt"
+
+    def test_rrf_fusion_setting(self, engine: Engine, embedder: Embedder) -> None:
+        rrf = Engine(engine.settings.replace(fusion="rrf", rrf_k=10.0, dense_weight=1.0), embedder=embedder)
+        hits = rrf.search("What does section 2635.207 cover?", k=3, mode="hybrid")
+        assert any(h.text.startswith("Section 2635.207 ") for h in hits)
+
+    def test_unknown_mode(self, engine: Engine) -> None:
+        with pytest.raises(ValueError, match="dense"):
+            engine.search("q", mode="sparse")
