@@ -28,8 +28,12 @@ class TestEvaluate:
             "b?": _hits(("x", 1), ("b.pdf", 1), ("b.pdf", 3)),
             "c?": _hits(("c.pdf", 8)),
             "d?": _hits(("x", 1), ("x", 2), ("x", 3), ("x", 4), ("d.pdf", 1)),
+            "none?": _hits(("x", 1)),  # top score 1.0: above a 0.5 threshold, so not refused
         }
         report = evaluate(items, lambda qs: [ranked[q] for q in qs], k=5)
+        assert report.refused_unanswerable is None  # no threshold given
+        assert evaluate(items, lambda qs: [ranked[q] for q in qs], min_score=0.5).refused_unanswerable == 0.0
+        assert evaluate(items, lambda qs: [ranked[q] for q in qs], min_score=1.5).refused_unanswerable == 1.0
         assert report.n == 4
         assert report.hit_at == {1: 0.25, 3: 0.5, 5: 0.75}
         assert report.mrr == pytest.approx((1 + 1 / 3 + 0 + 1 / 5) / 4)
