@@ -47,13 +47,7 @@ if view.hits:
     with right:
         st.markdown("**Top-k under each metric**")
         st.caption(analysis.METRICS_EXPLAINED)
-        cols = st.columns(3)
-        for col, (name, hits) in zip(cols, view.by_metric.items(), strict=True):
-            col.markdown(f"**{name}**")
-            col.dataframe(
-                [{"#": h.rank, "doc": h.document, "p": h.page, "score": round(h.score, 3)} for h in hits],
-                hide_index=True,
-            )
+        st.dataframe(analysis.metric_table(view.by_metric), hide_index=True, key="analysis_metrics")
         st.caption(escape_markdown(view.agreement))
 
 labels, matrix = analysis.document_similarity(engine.kb)

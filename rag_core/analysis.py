@@ -216,6 +216,19 @@ def bm25_scores(engine: Engine, query: str, emap: EmbeddingMap) -> FloatArray:
     return np.array([by_id.get(c.chunk_id, 0.0) for c in emap.chunks], dtype=np.float32)
 
 
+def metric_table(by_metric: dict[str, list[Hit]]) -> list[dict[str, object]]:
+    """Rows rank 1..k, one column per metric: "page · score · document" of the hit at that rank."""
+    depth = max((len(h) for h in by_metric.values()), default=0)
+    rows: list[dict[str, object]] = []
+    for i in range(depth):
+        row: dict[str, object] = {"rank": i + 1}
+        for metric, hits in by_metric.items():
+            h = hits[i] if i < len(hits) else None
+            row[metric] = f"p{h.page} · {h.score:.3f} · {_short(h.document, 24)}" if h else ""
+        rows.append(row)
+    return rows
+
+
 def metric_agreement(by_metric: dict[str, list[Hit]]) -> str:
     """A sentence saying whether the metrics' rankings agree.
 
