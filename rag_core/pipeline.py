@@ -31,7 +31,8 @@ from rag_core.generation import (
     retrieval_query,
 )
 from rag_core.lexical import LexicalIndex
-from rag_core.loaders import LoadError, load_bytes
+from rag_core.loaders import LoadError
+from rag_core.parsepool import parse_file
 from rag_core.retrieval import Hit, fuse, fuse_scores, ranked_hits, search_vectors, with_ranks
 from rag_core.store import (
     DocumentInfo,
@@ -115,6 +116,14 @@ class Engine:
                     allow_downloads=self.settings.allow_downloads,
                 )
             return self._embedder
+
+    @property
+    def default_metric(self) -> str:
+        """The settings' metric, except that a DPR knowledge base ranks by dot product, as DPR was
+        trained, unless a metric other than the default cosine was configured."""
+        if self.settings.metric == "cosine":
+            return self.embedder.preferred_metric
+        return self.settings.metric
 
     @property
     def chunker(self) -> Chunker:
@@ -208,9 +217,8 @@ class Engine:
         try:
             if progress:
                 progress("parsing", 0, 1)
-            loaded = load_bytes(
-                data, display, max_bytes=self.settings.max_file_bytes, max_pages=self.settings.max_pages
-            )
+            # In a worker process with a time and memory budget: a hostile PDF cannot hang the server.
+            loaded = parse_file(data, display, self.settings)
             if progress:
                 progress("parsing", 1, 1)
             chunks = self.chunker.chunk_pages(loaded.pages)
@@ -267,7 +275,7 @@ class Engine:
         reciprocal rank). In bm25 and hybrid mode each hit's `score` is its cosine similarity.
         """
         k = k or self.settings.top_k
-        metric = metric or self.settings.metric
+        metric = metric or self.default_metric
         mode = mode or self.settings.mode
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}; got {mode!r}")

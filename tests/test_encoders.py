@@ -237,8 +237,9 @@ class TestEngineWithDPR:
         # with the question encoder: the cosine scores are those of the question vector, not the passage one.
         reopened = Engine(Settings(data_dir=tmp_path / "kb", precision="fp32", metric="cosine"))
         assert reopened.embedder_spec == dpr_spec and reopened.embedder.family == "dpr"
+        assert reopened.default_metric == "dot"  # DPR ranks by dot product unless told otherwise
         query = "Is a VPN required when working from home?"
-        hits = reopened.search(query, k=3)
+        hits = reopened.search(query, k=3, metric="cosine")
         ids, unit = reopened.kb.vectors()
         row = {int(i): unit[j] for j, i in enumerate(ids)}
         q_vec, p_vec = reopened.embedder.encode_queries(query), reopened.embedder.encode(query)
