@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from rag_core.config import METRICS
 from rag_core.embedding import FloatArray
-from rag_core.store import KnowledgeBase
+from rag_core.store import ChunkRow, KnowledgeBase
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,22 @@ class Hit:
     bm25_score: float | None = None
     bm25_rank: int | None = None
     fused_score: float | None = None
+
+    @classmethod
+    def from_row(cls, row: ChunkRow, *, rank: int, score: float, **ranks: Any) -> Hit:
+        """A hit for a stored chunk; `ranks` are the optional dense/BM25/fused fields."""
+        return cls(
+            rank=rank,
+            score=score,
+            document=row.document,
+            document_id=row.document_id,
+            page=row.page,
+            chunk_id=row.chunk_id,
+            text=row.text,
+            start=row.start,
+            end=row.end,
+            **ranks,
+        )
 
     def to_json(self) -> dict[str, object]:
         """The hit as the CLI contract specifies it (DESIGN.md), nothing more."""
@@ -87,19 +104,7 @@ def search_vectors(
             chunk = rows.get(cid)
             if chunk is None:
                 continue
-            hits.append(
-                Hit(
-                    rank=len(hits) + 1,
-                    score=float(score),
-                    document=chunk.document,
-                    document_id=chunk.document_id,
-                    page=chunk.page,
-                    chunk_id=chunk.chunk_id,
-                    text=chunk.text,
-                    start=chunk.start,
-                    end=chunk.end,
-                )
-            )
+            hits.append(Hit.from_row(chunk, rank=len(hits) + 1, score=float(score)))
             if len(hits) == k:
                 break
         out.append(hits)
@@ -239,16 +244,10 @@ def ranked_hits(
         if row is None:
             continue  # deleted since our snapshot
         hits.append(
-            Hit(
+            Hit.from_row(
+                row,
                 rank=len(hits) + 1,
                 score=dense_scores.get(f.chunk_id, 0.0),
-                document=row.document,
-                document_id=row.document_id,
-                page=row.page,
-                chunk_id=row.chunk_id,
-                text=row.text,
-                start=row.start,
-                end=row.end,
                 dense_rank=f.dense_rank,
                 bm25_score=f.bm25_score,
                 bm25_rank=f.bm25_rank,
