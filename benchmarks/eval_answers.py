@@ -49,22 +49,23 @@ def main() -> int:
             stream.min_score = -1.0
             answer = stream.result()
             latencies.append(time.perf_counter() - t)
-            top = answer.hits[0].score if answer.hits else -1.0
+            top = max((h.score for h in answer.hits), default=-1.0)  # as AnswerStream decides `grounded`
             contains = any(a.lower() in answer.text.lower() for a in q.answer_contains)
             rows.append((q, top, contains, answer.text))
     answerable = [r for r in rows if r[0].answerable]
     unanswerable = [r for r in rows if not r[0].answerable]
     print(f"\nExtractive answers on {len(rows)} questions ({len(answerable)} answerable, {len(unanswerable)} not)")
-    print("\n| min_score | answer-contains (answerable) | answerable refused | unanswerable refused |")
-    print("|-----------|------------------------------|--------------------|----------------------|")
+    print("\n| min_score       | answer-contains (answerable) | answerable refused | unanswerable refused |")
+    print("|-----------------|------------------------------|--------------------|----------------------|")
     for threshold in (0.30, 0.35, 0.38, 0.40, 0.41, 0.42, 0.45, 0.50):
         ok = sum(1 for q, top, c, _ in answerable if c and top >= threshold)
         refused_a = sum(1 for q, top, c, _ in answerable if top < threshold)
         refused_u = sum(1 for q, top, c, _ in unanswerable if top < threshold)
         mark = " (default)" if abs(threshold - default) < 1e-9 else ""
+        contains = f"{ok}/{len(answerable)} = {ok / len(answerable):.3f}"
         print(
-            f"| {threshold:.2f}{mark:<10}| {ok}/{len(answerable)} = {ok / len(answerable):.3f}"
-            f"{'':<14}| {refused_a}/{len(answerable)}{'':<14}| {refused_u}/{len(unanswerable)}{'':<18}|"
+            f"| {f'{threshold:.2f}{mark}':<15} | {contains:<28} | {f'{refused_a}/{len(answerable)}':<18} "
+            f"| {f'{refused_u}/{len(unanswerable)}':<20} |"
         )
     latencies.sort()
     print(f"\nask latency (retrieve + extractive answer): p50 {latencies[len(latencies) // 2] * 1000:.0f} ms")

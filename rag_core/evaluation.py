@@ -140,7 +140,7 @@ def evaluate(
     hits_per_q = all_hits[: len(answerable)]
     refused: float | None = None
     if min_score is not None and unanswerable:
-        tops = [h[0].score if h else None for h in all_hits[len(answerable) :]]
+        tops = [max(x.score for x in h) if h else None for h in all_hits[len(answerable) :]]
         refused = sum(1 for t in tops if t is None or t < min_score) / len(unanswerable)
     rows: list[dict[str, object]] = []
     ranks: list[int | None] = []
