@@ -78,7 +78,7 @@ class Settings:
     # address space is capped at this many MB (decompression bombs). 0 turns each guard off; a timeout of
     # 0 reads in-process, without a worker.
     parse_timeout_s: float = 120.0
-    parse_memory_mb: int = 4096
+    parse_memory_mb: int = 2048
     # Off by default: no code path may touch the network unless the user says so.
     allow_downloads: bool = False
     # dense | bm25 | hybrid. Default: the best measured on the shared eval set (benchmarks/eval_retrieval.py).

@@ -76,6 +76,36 @@ class TooManyPages(LoadError):
     kind = "too_many_pages"
 
 
+class TooMuchText(LoadError):
+    """More text than any genuine document holds: a text bomb, or a file that would take hours to embed."""
+
+    kind = "too_much_text"
+
+
+class ParseTimeout(LoadError):
+    """The reader ran past its time budget (raised by `rag_core.parsepool`, which runs it in a worker)."""
+
+    kind = "timeout"
+
+
+class ParseOutOfMemory(LoadError):
+    """The reader ran out of its memory cap: typically a decompression bomb."""
+
+    kind = "out_of_memory"
+
+
+class ParserCrashed(LoadError):
+    """The worker process reading the file died (killed by the system, or a crash in native code)."""
+
+    kind = "crashed"
+
+
+# A dense A4 page holds ~3-8k characters. 200k on one page, or 20M in a file (2000 pages of dense
+# text, hours of embedding), means a malformed or hostile file, not a policy: stop before chunking it.
+MAX_PAGE_CHARS = 200_000
+MAX_FILE_CHARS = 20_000_000
+
+
 def is_pdf(data: bytes) -> bool:
     """True when the bytes carry a PDF header.
 
@@ -106,7 +136,11 @@ def load_bytes(data: bytes, name: str, *, max_bytes: int | None = None, max_page
     if suffix == ".pdf":
         raise DamagedFile("could not be read: damaged PDF (no %PDF- header; the file is named .pdf but is not a PDF)")
     if suffix in (".txt", ".md", ".markdown", "") and not _looks_binary(data):
+        if len(data) > MAX_FILE_CHARS * 4:  # 4 bytes per character at most in any of our encodings
+            raise TooMuchText(_too_much_text_message(len(data) // 4))
         text = normalize_text(decode_text(data))
+        if len(text) > MAX_FILE_CHARS:
+            raise TooMuchText(_too_much_text_message(len(text)))
         if not text:
             raise NoExtractableText("no extractable text: the file holds only whitespace")
         return LoadedFile(kind="text", pages=[Page(1, text)], page_count=1)
@@ -119,6 +153,13 @@ def _too_large_message(size: int, max_bytes: int) -> str:
     return (
         f"file too large: {size / 1e6:.1f} MB, the limit is {max_bytes / 1e6:.1f} MB "
         "(raise RAG_MAX_FILE_MB to allow larger files)"
+    )
+
+
+def _too_much_text_message(chars: int) -> str:
+    return (
+        f"too much text: {chars:,} characters, the limit is {MAX_FILE_CHARS:,} per file "
+        "(split the document into parts and upload them separately)"
     )
 
 
@@ -139,7 +180,7 @@ def decode_text(data: bytes) -> str:
     'café'
     """
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16")
+        return data.decode("utf-16", "replace")  # a lone surrogate or an odd last byte must not sink the file
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -155,6 +196,7 @@ _SOFT_HYPHEN = re.compile("\u00ad")
 _SPACES = re.compile(r"[^\S\n]+")
 _MANY_NEWLINES = re.compile(r"\n{3,}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Table-of-contents leaders ("Vacation ........ 46") carry no meaning but cost many word pieces.
 _LEADERS = re.compile(r"(?:\s?[.\u2026·_]){4,}")
 
@@ -165,6 +207,10 @@ def normalize_text(text: str) -> str:
     >>> normalize_text("The ﬁrst bene-\\nfit   is   here.\\r\\n\\n\\n\\nLeave ....... 4")
     'The first benefit is here.\\n\\nLeave … 4'
     """
+    if _SURROGATE.search(text):
+        # A crafted ToUnicode map can yield UTF-16 surrogates, which no tokenizer or UTF-8 store accepts:
+        # join the valid pairs into their characters and replace the lone ones with U+FFFD.
+        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     text = unicodedata.normalize("NFKC", text)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _CONTROL.sub(" ", text)
@@ -182,7 +228,11 @@ def _load_pdf(data: bytes, *, max_pages: int | None) -> LoadedFile:
         reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
     except Exception as e:  # pypdf raises many types on broken input; all mean "damaged"
         raise DamagedFile(f"could not be read: damaged PDF ({_describe(e)})") from e
-    if reader.is_encrypted:
+    try:
+        encrypted = reader.is_encrypted
+    except Exception as e:  # a broken /Encrypt entry in the trailer
+        raise DamagedFile(f"could not be read: damaged PDF ({_describe(e)})") from e
+    if encrypted:
         try:
             opened = reader.decrypt("")
         except DependencyError as e:
@@ -209,13 +259,25 @@ def _load_pdf(data: bytes, *, max_pages: int | None) -> LoadedFile:
     pages: list[Page] = []
     errors = 0
     first_error: Exception | None = None
+    total_chars = 0
     for i in range(page_count):
         try:
             raw = reader.pages[i].extract_text() or ""
+        except MemoryError as e:  # not "one bad page": the reader itself is out of memory
+            raise ParseOutOfMemory(out_of_memory_message()) from e
         except Exception as e:  # one bad page should not sink the document
             errors += 1
             first_error = first_error or e
             continue
+        if len(raw) > MAX_PAGE_CHARS:
+            raise TooMuchText(
+                f"too much text: page {i + 1} yields {len(raw):,} characters, more than any real page holds "
+                f"(the limit is {MAX_PAGE_CHARS:,}); the PDF is malformed or built to overload the reader. "
+                "Re-save it (e.g. print to PDF) and upload it again"
+            )
+        total_chars += len(raw)
+        if total_chars > MAX_FILE_CHARS:
+            raise TooMuchText(_too_much_text_message(total_chars))
         text = normalize_text(raw)
         if text:
             pages.append(Page(i + 1, text))
@@ -227,6 +289,15 @@ def _load_pdf(data: bytes, *, max_pages: int | None) -> LoadedFile:
             "(e.g. ocrmypdf) and upload the result"
         )
     return LoadedFile(kind="pdf", pages=pages, page_count=page_count)
+
+
+def out_of_memory_message(limit_mb: int | None = None) -> str:
+    limit = f" of {limit_mb} MB" if limit_mb else ""
+    return (
+        f"too much memory: reading this PDF needed more than the reader's memory cap{limit} (a "
+        "decompression bomb, or a very large scan). Re-save it (e.g. print to PDF), or raise "
+        "RAG_PARSE_MEMORY_MB if it is a genuine document"
+    )
 
 
 def _describe(e: BaseException) -> str:

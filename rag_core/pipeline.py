@@ -31,7 +31,7 @@ from rag_core.generation import (
     retrieval_query,
 )
 from rag_core.lexical import LexicalIndex
-from rag_core.loaders import LoadError
+from rag_core.loaders import LoadError, NoExtractableText
 from rag_core.parsepool import parse_file
 from rag_core.retrieval import Hit, fuse, fuse_scores, ranked_hits, search_vectors, with_ranks
 from rag_core.store import (
@@ -222,6 +222,11 @@ class Engine:
             if progress:
                 progress("parsing", 1, 1)
             chunks = self.chunker.chunk_pages(loaded.pages)
+            if not chunks:  # text, but none the model can read (e.g. only U+FFFD from a broken font map)
+                raise NoExtractableText(
+                    "no readable text: the file's text is only symbols the model cannot read (a broken font "
+                    "encoding?). Run OCR on it (e.g. ocrmypdf) and upload the result"
+                )
             texts = [c.text for c in chunks]
             vectors, norms = self.embedder.encode_with_norms(
                 texts, (lambda d, t: progress("embedding", d, t)) if progress else None
@@ -378,13 +383,25 @@ class Engine:
 def display_name(name: str) -> str:
     """The base name of an uploaded file, safe to show: no directories, no control characters.
 
+    Never used as a path (originals are stored by content hash); it is what people see and search by.
+    Invisible format characters go (a right-to-left override can make "exe.pdf" read as "fdp.exe"),
+    except the zero-width joiners that emoji and Persian or Indic words need; other whitespace becomes
+    a space; a name over 255 characters is cut in the middle, keeping its extension.
+
     >>> display_name("../../etc/passwd"), display_name("C:\\\\Users\\\\x\\\\Leave Policy.pdf")
     ('passwd', 'Leave Policy.pdf')
+    >>> display_name("report\\u202efdp.exe"), display_name("Leave\\u00a0Policy.pdf")
+    ('reportfdp.exe', 'Leave Policy.pdf')
     """
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    base = "".join(ch for ch in base if ch.isprintable())
+    base = "".join(
+        " " if ch.isspace() else ch for ch in base if ch.isprintable() or ch.isspace() or ch in "\u200c\u200d"
+    )
     base = base.strip() or "unnamed"
-    return base[:255]
+    if len(base) > 255:
+        stem, dot, ext = base.rpartition(".")
+        base = f"{stem[: 254 - len(ext) - 1]}….{ext}" if dot and stem and len(ext) <= 16 else base[:254] + "…"
+    return base
 
 
 __all__ = ["BatchTooLarge", "Engine", "IngestResult", "display_name", "document_id_for"]
