@@ -2,21 +2,19 @@
 
 import streamlit as st
 
-from pages.common import ROUTER_FLAG, TARGET_KEY, sidebar_settings
+from pages.common import ROUTER_FLAG, TARGET_KEY, require_access, sidebar_settings
 
 st.set_page_config(page_title="PolicyPal", page_icon=":material/menu_book:", layout="wide")
-st.session_state[ROUTER_FLAG] = True
+pages = [
+    st.Page("pages/documents.py", title="Documents", icon=":material/description:", url_path="documents", default=True),
+    st.Page("pages/chat.py", title="Chat", icon=":material/chat:", url_path="chat"),
+    st.Page("pages/analysis.py", title="Analysis", icon=":material/scatter_plot:", url_path="analysis"),
+    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/fact_check:", url_path="evaluate"),
+]
+require_access(pages)  # the password form and nothing else, when RAG_APP_PASSWORD is set
+st.session_state[ROUTER_FLAG] = True  # only now: a page run directly before sign-in comes back here
 
-navigation = st.navigation(
-    [
-        st.Page(
-            "pages/documents.py", title="Documents", icon=":material/description:", url_path="documents", default=True
-        ),
-        st.Page("pages/chat.py", title="Chat", icon=":material/chat:", url_path="chat"),
-        st.Page("pages/analysis.py", title="Analysis", icon=":material/scatter_plot:", url_path="analysis"),
-        st.Page("pages/evaluate.py", title="Evaluate", icon=":material/fact_check:", url_path="evaluate"),
-    ]
-)
+navigation = st.navigation(pages)
 if target := st.session_state.pop(TARGET_KEY, None):
     st.switch_page(target)  # a visitor who arrived on a page URL before the router ever ran
 sidebar_settings()

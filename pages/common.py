@@ -6,7 +6,14 @@ Not a page itself (app.py lists the pages). Models are loaded once per process w
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
+import time
+from collections.abc import Sequence
+
 import streamlit as st
+from streamlit.navigation.page import StreamlitPage
 
 from rag_core.config import METRICS, MODES, Settings
 from rag_core.pipeline import Engine
@@ -22,7 +29,7 @@ def require_router(page: str) -> None:
     very first visitor of a fresh server who opens /chat directly would get the bare page, without
     the router's settings. Then we go through app.py, which sends them on to the page they asked for.
     """
-    if not st.session_state.get(ROUTER_FLAG):
+    if not st.session_state.get(ROUTER_FLAG) or not access_granted():  # app.py holds the password gate
         st.session_state[TARGET_KEY] = page
         st.switch_page("app.py")
 
@@ -83,3 +90,120 @@ def generator() -> str:
 
 def mode() -> str:
     return str(st.session_state.get("settings_mode", Settings.from_env().mode))
+
+
+# ---------------------------------------------------------------------------- access
+#
+# Two optional passwords, each from the environment or, failing that, from `.streamlit/secrets.toml`:
+# RAG_APP_PASSWORD / app_password gates every page; RAG_ADMIN_PASSWORD / admin_password restricts
+# uploads, the sample and deletes. A session that signed in holds a digest of the password, checked on
+# every run, so changing the password signs everyone out. Comparisons are constant-time digests.
+
+APP_PASSWORD_ENV = "RAG_APP_PASSWORD"
+ADMIN_PASSWORD_ENV = "RAG_ADMIN_PASSWORD"
+_ACCESS_TOKEN = "access_token"
+_ADMIN_TOKEN = "access_admin_token"
+
+
+def configured_password(env_var: str, secret: str) -> str | None:
+    """The password set in `env_var`, else in st.secrets[`secret`]; None when neither sets one."""
+    value = os.environ.get(env_var, "")
+    if not value:
+        try:
+            value = str(st.secrets.get(secret) or "")
+        except (FileNotFoundError, KeyError):  # no secrets.toml at all, or an unreadable one
+            value = ""
+    return value or None
+
+
+def _digest(password: str) -> str:
+    return hashlib.sha256(f"policypal-access:{password}".encode()).hexdigest()
+
+
+def _matches(entered: str, password: str) -> bool:
+    """Constant-time, and equal-length inputs so not even the password's length leaks."""
+    return hmac.compare_digest(_digest(entered), _digest(password))
+
+
+def _holds(token_key: str, password: str | None) -> bool:
+    token = st.session_state.get(token_key)
+    return password is not None and isinstance(token, str) and hmac.compare_digest(token, _digest(password))
+
+
+def access_granted() -> bool:
+    """May this session see the pages? Yes when no app password is set, or after sign-in."""
+    password = configured_password(APP_PASSWORD_ENV, "app_password")
+    admin = configured_password(ADMIN_PASSWORD_ENV, "admin_password")
+    return password is None or _holds(_ACCESS_TOKEN, password) or _holds(_ADMIN_TOKEN, admin)
+
+
+def require_access(pages: Sequence[StreamlitPage] = ()) -> None:
+    """Called by app.py before anything else: the password form, alone, until the right one is given.
+
+    With no app password set the app is open, and the sidebar says so. `pages` are the app's pages: the
+    form answers at each of their addresses, so /chat shows the form and, after sign-in, the chat.
+    Every page checks again (`require_router`), so a page script run directly never shows anything.
+    """
+    password = configured_password(APP_PASSWORD_ENV, "app_password")
+    admin = configured_password(ADMIN_PASSWORD_ENV, "admin_password")
+    if password is None:
+        st.sidebar.caption(
+            ":material/lock_open: Open access: no password is set, so anyone who can reach this server can use "
+            f"PolicyPal. Set `{APP_PASSWORD_ENV}` to require one."
+        )
+        return
+    if access_granted():
+        if st.sidebar.button("Sign out", icon=":material/logout:", key="access_sign_out"):
+            st.session_state.pop(_ACCESS_TOKEN, None)
+            st.session_state.pop(_ADMIN_TOKEN, None)
+            st.rerun()
+        return
+
+    def sign_in() -> None:
+        st.title("PolicyPal")
+        st.caption("This PolicyPal is protected by a password. Ask your administrator for it.")
+        with st.form("access_form"):
+            entered = st.text_input("Password", type="password", key="access_password")
+            submitted = st.form_submit_button("Sign in", type="primary")
+        if submitted:
+            if _matches(entered, password):
+                st.session_state[_ACCESS_TOKEN] = _digest(password)
+                st.rerun()
+            if admin is not None and _matches(entered, admin):  # an administrator needs one password, not two
+                st.session_state[_ADMIN_TOKEN] = _digest(admin)
+                st.session_state[_ACCESS_TOKEN] = _digest(password)
+                st.rerun()
+            time.sleep(1)  # a brake on guessing
+            st.error("Wrong password. Try again, or ask your administrator for the PolicyPal password.")
+
+    # The only page there is until the password is given: no other page's name, sidebar or content.
+    paths = ["sign-in", *(p.url_path for p in pages if p.url_path and p.url_path != "sign-in")]
+    gate = [
+        st.Page(sign_in, title="Sign in", icon=":material/lock:", url_path=path, default=(i == 0))
+        for i, path in enumerate(paths)
+    ]
+    st.navigation(gate, position="hidden").run()
+    st.stop()
+
+
+def is_admin() -> bool:
+    """May this session upload and delete? Yes when no admin password is set, or after admin sign-in."""
+    admin = configured_password(ADMIN_PASSWORD_ENV, "admin_password")
+    return admin is None or _holds(_ADMIN_TOKEN, admin)
+
+
+def admin_sign_in() -> None:
+    """A small form to become an administrator for this session (only when an admin password is set)."""
+    admin = configured_password(ADMIN_PASSWORD_ENV, "admin_password")
+    if admin is None:
+        return
+    with st.expander("Administrator sign-in", icon=":material/admin_panel_settings:"):
+        with st.form("admin_form"):
+            entered = st.text_input("Administrator password", type="password", key="access_admin_password")
+            submitted = st.form_submit_button("Sign in as administrator")
+        if submitted:
+            if _matches(entered, admin):
+                st.session_state[_ADMIN_TOKEN] = _digest(admin)
+                st.rerun()
+            time.sleep(1)
+            st.error("Wrong administrator password.")

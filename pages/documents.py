@@ -2,21 +2,30 @@
 
 import streamlit as st
 
-from pages.common import get_engine, require_router
+from pages.common import admin_sign_in, get_engine, is_admin, require_router
 from rag_core.display import escape_markdown
 from rag_core.pipeline import BatchTooLarge, IngestResult
 
 require_router("pages/documents.py")
 engine = get_engine()
 settings = engine.settings
+can_edit = is_admin()  # uploads, the sample and deletes may be restricted to administrators
 
 st.title("Documents")
-st.caption(
-    f"Upload PDF, TXT or Markdown files. Each file may be up to {settings.max_file_mb:g} MB and "
-    f"{settings.max_pages} pages, {settings.max_files_per_batch} files per batch (the upload limit is set "
-    "in `.streamlit/config.toml`, the engine's in `RAG_MAX_FILE_MB`). The same file uploaded twice is "
-    "stored once."
-)
+if not can_edit:
+    st.info(
+        "You can see which documents PolicyPal knows. Adding and deleting them is restricted to "
+        "administrators: sign in below if you are one.",
+        icon=":material/visibility:",
+    )
+    admin_sign_in()
+else:
+    st.caption(
+        f"Upload PDF, TXT or Markdown files. Each file may be up to {settings.max_file_mb:g} MB and "
+        f"{settings.max_pages} pages, {settings.max_files_per_batch} files per batch (the upload limit is set "
+        "in `.streamlit/config.toml`, the engine's in `RAG_MAX_FILE_MB`). The same file uploaded twice is "
+        "stored once."
+    )
 
 
 def show_result(r: IngestResult) -> None:
@@ -51,13 +60,17 @@ def ingest(files: list[tuple[str, bytes]]) -> list[IngestResult]:
     return results
 
 
-uploads = st.file_uploader(
-    "Add documents",
-    type=["pdf", "txt", "md"],
-    accept_multiple_files=True,
-    key=f"documents_uploader_{st.session_state.get('documents_upload_round', 0)}",
+uploads = (
+    st.file_uploader(
+        "Add documents",
+        type=["pdf", "txt", "md"],
+        accept_multiple_files=True,
+        key=f"documents_uploader_{st.session_state.get('documents_upload_round', 0)}",
+    )
+    if can_edit
+    else None
 )
-if st.button("Ingest", type="primary", disabled=not uploads, key="documents_ingest"):
+if can_edit and st.button("Ingest", type="primary", disabled=not uploads, key="documents_ingest"):
     try:
         st.session_state["documents_last_results"] = ingest([(f.name, f.getvalue()) for f in uploads or []])
     except BatchTooLarge as e:
@@ -71,6 +84,9 @@ for r in st.session_state.get("documents_last_results", []):
 docs = engine.documents()
 st.subheader(f"In the knowledge base ({len(docs)})")
 if not docs:
+    if not can_edit:
+        st.info("No documents yet: an administrator has to add them.")
+        st.stop()
     st.info("No documents yet. Upload your own above, or try PolicyPal with a short sample HR policy.")
     if st.button("Load the sample HR policy", key="documents_load_sample"):
         with st.spinner("Ingesting the sample policy…"):
@@ -83,6 +99,8 @@ st.dataframe(
     hide_index=True,
     width="stretch",
 )
+if not can_edit:
+    st.stop()
 
 with st.expander("Delete a document"):
     labels = {d.document_id: f"{d.name} ({d.document_id})" for d in docs}
@@ -97,7 +115,7 @@ with st.expander("Delete a document"):
             engine.delete(pending)
             st.session_state.pop("documents_confirm_delete", None)
             st.session_state["documents_last_results"] = []
-            st.toast(f"Deleted {labels[pending]}")
+            st.toast(f"Deleted {escape_markdown(labels[pending])}")  # a toast renders Markdown too
             st.rerun()
         if no.button("Cancel", key="documents_delete_cancel"):
             st.session_state.pop("documents_confirm_delete", None)

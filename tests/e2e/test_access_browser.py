@@ -1,0 +1,109 @@
+"""End to end in a real browser: the shared password gates every page, the admin password gates uploads.
+
+A real server, because the gate depends on how Streamlit routes URLs between sessions, which AppTest
+only approximates: a visitor opening /chat gets the sign-in form and nothing else (no page list in the
+sidebar), a wrong password an error, the right one the chat page they asked for. Staff see documents
+read-only; the administrator password, entered on the Documents page, brings the uploader.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ..conftest import ROOT
+from .test_browser import CHROMIUM, _free_port, _shot
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("log") / "streamlit.log").open("w")
+    env = {
+        **os.environ,
+        "RAG_DATA_DIR": str(tmp_path_factory.mktemp("kb")),
+        "HF_HUB_OFFLINE": "1",
+        "RAG_APP_PASSWORD": "staff pw",
+        "RAG_ADMIN_PASSWORD": "admin pw",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "streamlit", "run", "app.py",
+            "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+        ],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail(f"streamlit did not start: {Path(log.name).read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_password_gate_and_admin_uploads(server: str) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        pg = browser.new_context(viewport={"width": 1300, "height": 900}).new_page()
+        pg.set_default_timeout(120_000)
+        password = pg.get_by_label("Password", exact=True)
+
+        pg.goto(f"{server}/chat")
+        password.wait_for()
+        pg.wait_for_timeout(1000)
+        body = pg.inner_text("body")
+        assert "Sign in" in body and "Chat" not in body and "Documents" not in body and "Settings" not in body
+        password.fill("staff pw!")
+        pg.get_by_role("button", name="Sign in").click()
+        pg.get_by_text("Wrong password").wait_for()
+        assert "Settings" not in pg.inner_text("body")
+        _shot(pg, "access-1-wrong-password")
+
+        password.fill("staff pw")
+        pg.get_by_role("button", name="Sign in").click()
+        pg.get_by_role("heading", name="Chat").wait_for()  # the page that was asked for
+        assert pg.url.endswith("/chat")
+
+        pg.get_by_test_id("stSidebarNavLink").filter(has_text="Documents").click()
+        pg.get_by_text("restricted to administrators").wait_for()
+        assert pg.locator("input[type=file]").count() == 0
+        pg.get_by_text("Administrator sign-in").click()
+        pg.get_by_label("Administrator password", exact=True).fill("admin pw")
+        pg.get_by_role("button", name="Sign in as administrator").click()
+        pg.get_by_text("Load the sample HR policy").wait_for()
+        assert pg.locator("input[type=file]").count() == 1
+        _shot(pg, "access-2-admin")
+
+        pg.get_by_role("button", name="Sign out").click()
+        password.wait_for()
+        assert "Documents" not in pg.inner_text("body")
+        browser.close()
