@@ -7,6 +7,7 @@ import streamlit as st
 from pages.common import get_engine, require_router, top_k
 from rag_core import analysis
 from rag_core.config import MODES
+from rag_core.display import escape_markdown
 from rag_core.evaluation import QAFormatError, parse_qa
 
 SAMPLE_QA = Path(__file__).resolve().parent.parent / "rag_core" / "samples" / "sample_qa.jsonl"
@@ -41,7 +42,7 @@ if source is None or not modes:
 try:
     items = parse_qa(source[1], source[0])
 except QAFormatError as e:
-    st.error(str(e))
+    st.error(escape_markdown(str(e)))
     st.stop()
 
 with st.spinner(f"Scoring {len(items)} questions in {len(modes)} mode(s)…"):
