@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = Settings.from_env(data_dir=args.data_dir)
+        # One command per process: a map computed in the background would die with it, half done.
+        settings = Settings.from_env(data_dir=args.data_dir, background_map=False)
         if getattr(args, "k", None) is not None and args.k < 1:
             raise ValueError(f"--k must be >= 1; got {args.k}")
         return _COMMANDS[args.command](args, settings)

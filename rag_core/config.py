@@ -16,6 +16,7 @@ from typing import Any
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 METRICS = ("cosine", "dot", "l2")
 PRECISIONS = ("auto", "fp32", "bf16")
+RUNTIMES = ("auto", "torch", "openvino")
 MODES = ("dense", "bm25", "hybrid")
 FUSIONS = ("convex", "rrf")
 
@@ -27,6 +28,9 @@ ENV_VARS: dict[str, str] = {
     "chunk_overlap": "RAG_CHUNK_OVERLAP",
     "batch_size": "RAG_BATCH_SIZE",
     "precision": "RAG_PRECISION",
+    "embed_runtime": "RAG_EMBED_RUNTIME",
+    "ann_threshold": "RAG_ANN_THRESHOLD",
+    "background_map": "RAG_BACKGROUND_MAP",
     "top_k": "RAG_TOP_K",
     "metric": "RAG_METRIC",
     "max_file_mb": "RAG_MAX_FILE_MB",
@@ -66,8 +70,17 @@ class Settings:
     chunk_tokens: int = 128
     chunk_overlap: int = 32
     batch_size: int = 32
-    # bf16 autocast is ~3x faster on CPUs with AMX/AVX512-BF16 at 0.9999 cosine to fp32.
+    # auto: bf16 on CPUs with AMX/AVX512-BF16 (OpenVINO's bf16, or torch autocast), at 0.9999 cosine to
+    # fp32; fp32 elsewhere.
     precision: str = "auto"
+    # auto: sentence-transformers models run on OpenVINO when it is installed (~1.6x torch autocast, the
+    # same vectors to 0.9999 cosine; benchmarks/run.py), else torch. torch | openvino force one.
+    embed_runtime: str = "auto"
+    # Exact search up to this many chunks (one query: ~0.05 ms per 1,000 chunks here); above it an IVF index
+    # beside the exact one, its nprobe tuned to recall@10 >= 0.99 against exact at every write (rag_core.store).
+    ann_threshold: int = 20_000
+    # After an ingest or delete, compute the analysis page's t-SNE map in a background thread.
+    background_map: bool = True
     top_k: int = 5
     metric: str = "cosine"
     max_file_mb: float = 100.0
@@ -111,6 +124,10 @@ class Settings:
             raise ValueError(f"batch_size must be >= 1; got batch_size={self.batch_size}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}; got {self.precision!r}")
+        if self.embed_runtime not in RUNTIMES:
+            raise ValueError(f"embed_runtime must be one of {RUNTIMES}; got {self.embed_runtime!r}")
+        if self.ann_threshold < 1:
+            raise ValueError(f"ann_threshold must be >= 1; got ann_threshold={self.ann_threshold}")
         if self.top_k < 1:
             raise ValueError(f"top_k must be >= 1; got top_k={self.top_k}")
         if self.metric not in METRICS:

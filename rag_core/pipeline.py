@@ -6,13 +6,19 @@ the Streamlit pages and the benchmarks must all run it the same way. A page make
 
 Slow work (parsing, embedding) happens outside the writer lock; only the final atomic write holds it,
 so two uploads at once embed in parallel and then commit one after the other.
+
+The two cores overlap: a PDF is read in a parse worker process while this process loads the model
+(first ingest) or embeds the previous file of the batch (the next file is read ahead). After an
+ingest or delete, the analysis map is computed in a background thread (`settings.background_map`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import overload
@@ -31,7 +37,7 @@ from rag_core.generation import (
     retrieval_query,
 )
 from rag_core.lexical import LexicalIndex
-from rag_core.loaders import LoadError, NoExtractableText
+from rag_core.loaders import LoadedFile, LoadError, NoExtractableText
 from rag_core.parsepool import parse_file
 from rag_core.retrieval import Hit, fuse, fuse_scores, ranked_hits, search_vectors, with_ranks
 from rag_core.store import (
@@ -87,7 +93,7 @@ class Engine:
 
     def __init__(self, settings: Settings, *, embedder_spec: str | None = None, embedder: Embedder | None = None):
         self.settings = settings
-        self.kb = KnowledgeBase(settings.data_dir)
+        self.kb = KnowledgeBase(settings.data_dir, ann_threshold=settings.ann_threshold)
         recorded = self.kb.embedder_name
         if embedder_spec is not None and recorded is not None and embedder_spec != recorded:
             self.kb.check_embedder(embedder_spec)  # raises with both names and how to re-index
@@ -101,6 +107,8 @@ class Engine:
         self.lexical = LexicalIndex(self.kb)
         self._generators: dict[str, Generator] = {}
         self._generator_lock = threading.RLock()
+        self._batches = 0  # ingest batches running: the background map waits for the last one
+        self._batch_lock = threading.Lock()
 
     # ---------------------------------------------------------------- models
 
@@ -114,8 +122,20 @@ class Engine:
                     precision=self.settings.precision,
                     batch_size=self.settings.batch_size,
                     allow_downloads=self.settings.allow_downloads,
+                    runtime=self.settings.embed_runtime,
                 )
             return self._embedder
+
+    def _preload_embedder(self) -> None:
+        """Load the model in a thread (it takes seconds) while the caller waits on a parse worker."""
+        if self._embedder is not None:
+            return
+
+        def load() -> None:
+            with contextlib.suppress(Exception):  # the caller's own access raises it again, with context
+                _ = self.embedder
+
+        threading.Thread(target=load, name="policypal-embedder-load", daemon=True).start()
 
     @property
     def default_metric(self) -> str:
@@ -151,6 +171,38 @@ class Engine:
             self.lexical.refresh()
         except Exception as e:  # never fail an ingest or delete over a cache
             logging.getLogger(__name__).warning("BM25 index refresh failed: %s", e)
+        if self._batches == 0:
+            self._schedule_map()
+
+    def _schedule_map(self) -> None:
+        """Start the analysis map of the new state in the background: the Analysis page then opens at once."""
+        if not self.settings.background_map:
+            return
+        try:
+            from rag_core.analysis import schedule_map
+
+            schedule_map(self.kb)
+        except Exception as e:  # a missing optional package or a thread limit must not fail an ingest
+            logging.getLogger(__name__).warning("background map not started: %s", e)
+
+    @contextlib.contextmanager
+    def _batch(self) -> Iterator[None]:
+        """Marks a multi-file ingest: derived work that can wait (the map) runs once, after the batch."""
+        with self._batch_lock:
+            self._batches += 1
+        try:
+            yield
+        finally:
+            with self._batch_lock:
+                self._batches -= 1
+            if self._batches == 0:
+                self._schedule_map()
+
+    def _parse_ahead(self, pool: ThreadPoolExecutor, name: str, data: bytes) -> Future[LoadedFile] | None:
+        """Start reading the next file of a batch in a parse worker while this one embeds."""
+        if not data or self.kb.find_by_sha(sha256_hex(data)) is not None:
+            return None  # empty or a duplicate: ingest_bytes settles it without parsing
+        return pool.submit(parse_file, data, display_name(name), self.settings)
 
     # ---------------------------------------------------------------- ingest
 
@@ -163,7 +215,8 @@ class Engine:
         """Ingest files from disk, one result per file in order. A failing file never stops the batch."""
         self._check_batch(len(paths))
         results: list[IngestResult] = []
-        for i, p in enumerate(paths):
+
+        def read(p: str | Path) -> tuple[str, bytes | IngestResult]:
             path = Path(p)
             try:
                 if path.is_dir():
@@ -174,15 +227,26 @@ class Engine:
                         f"file too large: {size / 1e6:.1f} MB, the limit is "
                         f"{self.settings.max_file_bytes / 1e6:.1f} MB (raise RAG_MAX_FILE_MB to allow larger files)"
                     )
-                data = path.read_bytes()
+                return path.name, path.read_bytes()
             except (OSError, LoadError) as e:
                 msg = str(e) if isinstance(e, LoadError) else f"could not open the file: {e.strerror or e}"
-                result = IngestResult(path.name, "failed", None, 0, 0, msg, "io")
-            else:
-                result = self.ingest_bytes(path.name, data, file_progress)
-            results.append(result)
-            if progress is not None:
-                progress(i + 1, len(paths), result)
+                return path.name, IngestResult(path.name, "failed", None, 0, 0, msg, "io")
+
+        with self._batch(), ThreadPoolExecutor(1, thread_name_prefix="policypal-parse-ahead") as pool:
+            ahead: Future[LoadedFile] | None = None
+            upcoming = read(paths[0]) if paths else None
+            for i in range(len(paths)):
+                assert upcoming is not None
+                (name, got), parsed = upcoming, ahead
+                upcoming, ahead = (read(paths[i + 1]) if i + 1 < len(paths) else None), None
+                if upcoming is not None:
+                    next_name, next_data = upcoming
+                    if isinstance(next_data, bytes):
+                        ahead = self._parse_ahead(pool, next_name, next_data)
+                result = got if isinstance(got, IngestResult) else self.ingest_bytes(name, got, file_progress, parsed)
+                results.append(result)
+                if progress is not None:
+                    progress(i + 1, len(paths), result)
         return results
 
     def ingest_uploads(
@@ -194,10 +258,15 @@ class Engine:
         """Ingest (name, bytes) pairs, as the upload page receives them."""
         self._check_batch(len(files))
         results: list[IngestResult] = []
-        for i, (name, data) in enumerate(files):
-            results.append(self.ingest_bytes(name, data, file_progress))
-            if progress is not None:
-                progress(i + 1, len(files), results[-1])
+        with self._batch(), ThreadPoolExecutor(1, thread_name_prefix="policypal-parse-ahead") as pool:
+            ahead: Future[LoadedFile] | None = None
+            for i, (name, data) in enumerate(files):
+                parsed, ahead = ahead, None
+                if i + 1 < len(files):
+                    ahead = self._parse_ahead(pool, *files[i + 1])
+                results.append(self.ingest_bytes(name, data, file_progress, parsed))
+                if progress is not None:
+                    progress(i + 1, len(files), results[-1])
         return results
 
     def _check_batch(self, n: int) -> None:
@@ -207,8 +276,17 @@ class Engine:
                 "(split the batch, or raise RAG_MAX_FILES_PER_BATCH)"
             )
 
-    def ingest_bytes(self, name: str, data: bytes, progress: IngestProgress | None = None) -> IngestResult:
-        """Load, chunk, embed and store one file. Never raises for a bad file: returns status 'failed'."""
+    def ingest_bytes(
+        self,
+        name: str,
+        data: bytes,
+        progress: IngestProgress | None = None,
+        parsed: Future[LoadedFile] | None = None,
+    ) -> IngestResult:
+        """Load, chunk, embed and store one file. Never raises for a bad file: returns status 'failed'.
+
+        `parsed`: the file already being read by a parse worker (a batch reads ahead).
+        """
         display = display_name(name)
         sha = sha256_hex(data)
         existing = self.kb.find_by_sha(sha) if data else None
@@ -217,8 +295,9 @@ class Engine:
         try:
             if progress:
                 progress("parsing", 0, 1)
+            self._preload_embedder()  # the first file: load the model while the worker reads the file
             # In a worker process with a time and memory budget: a hostile PDF cannot hang the server.
-            loaded = parse_file(data, display, self.settings)
+            loaded = parsed.result() if parsed is not None else parse_file(data, display, self.settings)
             if progress:
                 progress("parsing", 1, 1)
             chunks = self.chunker.chunk_pages(loaded.pages)

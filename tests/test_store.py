@@ -235,3 +235,96 @@ class TestAtomicity:
             t.join()
         assert not problems, problems[:3]
         assert snapshots > 0
+
+
+def _clustered(n: int, seed: int, dim: int = 32, clusters: int = 12) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(99).normal(size=(clusters, dim))
+    v = centres[rng.integers(0, clusters, n)] + 0.6 * rng.normal(size=(n, dim))
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _add(kb: KnowledgeBase, name: str, vecs: np.ndarray) -> None:
+    n = len(vecs)
+    kb.add_document(
+        name=name,
+        data=name.encode(),
+        kind="text",
+        pages=[Page(1, "x")],
+        page_count=1,
+        chunks=[Chunk(1, 0, 1, "x", 1)] * n,
+        vectors=vecs,
+        norms=np.ones(n, np.float32),
+        embedder_name="toy",
+    )
+
+
+def _recall(kb: KnowledgeBase, queries: np.ndarray) -> float:
+    _, approx = kb.search(queries, 10)
+    _, exact = kb.search(queries, 10, exact=True)
+    return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(approx.tolist(), exact.tolist(), strict=True)]))
+
+
+class TestApproximateIndex:
+    def test_exact_below_threshold_ivf_above_with_recall(self, tmp_path: Path) -> None:
+        kb = KnowledgeBase(tmp_path, ann_threshold=500)
+        _add(kb, "a", _clustered(300, 1))
+        assert kb.index_info().kind == "flat" and not list(tmp_path.glob("ann-*"))
+        _add(kb, "b", _clustered(300, 2))
+        info = kb.index_info()
+        assert info.kind == "ivf" and info.size == 600 and info.nprobe >= 1 and info.recall_at_10 >= 0.98
+        assert kb.meta("index_kind") == "ivf" and (tmp_path / f"ann-{kb.generation()}.faiss").exists()
+        assert _recall(kb, _clustered(100, 3)) >= 0.98
+        reopened = KnowledgeBase(tmp_path, ann_threshold=500)
+        assert reopened.index_info() == info
+        assert _recall(reopened, _clustered(100, 4)) >= 0.98
+
+    def test_adds_update_the_ivf_and_retrain_when_the_kb_doubles(self, tmp_path: Path) -> None:
+        kb = KnowledgeBase(tmp_path, ann_threshold=400)
+        _add(kb, "a", _clustered(400, 1))
+        assert kb.index_info().trained_size == 400
+        _add(kb, "b", _clustered(100, 2))
+        info = kb.index_info()
+        assert info.trained_size == 400 and info.size == 500  # updated in place, not retrained
+        ids, _ = kb.vectors()
+        _, found = kb.search(kb.vectors(ids[-5:].tolist())[1], 1)
+        assert found[:, 0].tolist() == ids[-5:].tolist()  # the added vectors are searchable
+        _add(kb, "c", _clustered(400, 3))
+        assert kb.index_info().trained_size == 900
+
+    def test_deletes_with_ivf_and_back_to_flat(self, tmp_path: Path) -> None:
+        kb = KnowledgeBase(tmp_path, ann_threshold=500)
+        _add(kb, "a", _clustered(300, 1))
+        _add(kb, "b", _clustered(300, 2))
+        _add(kb, "c", _clustered(300, 3))
+        doomed = {c.chunk_id for c in kb.all_chunks() if c.document == "b"}
+        kb.delete("b")
+        info = kb.index_info()
+        assert info.kind == "ivf" and info.size == 600 and kb.size == 600
+        _, ids = kb.search(_clustered(200, 5), 20)
+        assert not doomed & set(ids.ravel().tolist())
+        assert _recall(kb, _clustered(100, 6)) >= 0.98
+        kb.delete("a")
+        assert kb.index_info().kind == "flat" and kb.size == 300
+        kb.delete("c")
+        assert not list(tmp_path.glob(f"ann-{kb.generation()}*"))
+        assert len(list(tmp_path.glob("ann-*"))) <= 1  # at most the previous generation's, for open readers
+
+    def test_vectors_by_ids_keep_order_and_skip_unknown(self, tmp_path: Path) -> None:
+        kb = KnowledgeBase(tmp_path)
+        _, vecs = _doc(kb, "a.txt", b"a", n=5)
+        ids, all_vecs = kb.vectors()
+        np.testing.assert_allclose(all_vecs, vecs, atol=1e-6)
+        got_ids, got = kb.vectors([int(ids[3]), 999_999, int(ids[0])])
+        assert got_ids.tolist() == [ids[3], ids[0]]
+        np.testing.assert_allclose(got, vecs[[3, 0]], atol=1e-6)
+        assert kb.norms([int(ids[1]), 999_999]).shape == (2,)
+
+    def test_threshold_validated(self, tmp_path: Path) -> None:
+        with pytest.raises(ValueError, match="ann_threshold"):
+            KnowledgeBase(tmp_path, ann_threshold=0)
+
+    def test_ivf_lists(self) -> None:
+        from rag_core.store import ivf_lists
+
+        assert ivf_lists(10) == 64 and ivf_lists(100_000) == 1024
