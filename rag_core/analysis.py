@@ -191,8 +191,14 @@ def embedding_map(kb: KnowledgeBase, method: str = "tsne", perplexity: float = D
         with _INFLIGHT_LOCK:
             running = _INFLIGHT.get(cache)
             if running is None:
-                mine = _INFLIGHT[cache] = threading.Event()
+                # Read again under the lock: a thread that finished since our first read wrote the
+                # cache before it left _INFLIGHT, so this sees its map and does not compute it twice.
+                coords = _read_cached(cache, ids)
+                if coords is None:
+                    mine = _INFLIGHT[cache] = threading.Event()
         if running is None:
+            if coords is not None:
+                return EmbeddingMap(method, perplexity, generation, coords, chunks, vectors)
             break
         running.wait()  # then read what it wrote (or compute, if it failed)
     try:
