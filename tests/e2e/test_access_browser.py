@@ -8,18 +8,12 @@ read-only; the administrator password, entered on the Documents page, brings the
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ..conftest import ROOT
-from .test_browser import CHROMIUM, _free_port, _shot
+from .test_browser import CHROMIUM, _shot, streamlit_server
 
 pytestmark = [
     pytest.mark.e2e,
@@ -29,44 +23,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    log = (tmp_path_factory.mktemp("log") / "streamlit.log").open("w")
-    env = {
-        **os.environ,
-        "RAG_DATA_DIR": str(tmp_path_factory.mktemp("kb")),
-        "HF_HUB_OFFLINE": "1",
-        "RAG_APP_PASSWORD": "staff pw",
-        "RAG_ADMIN_PASSWORD": "admin pw",
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "streamlit", "run", "app.py",
-            "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-        ],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail(f"streamlit did not start: {Path(log.name).read_text()[-2000:]}")
-            time.sleep(0.5)
+    with streamlit_server(tmp_path_factory, {"RAG_APP_PASSWORD": "staff pw", "RAG_ADMIN_PASSWORD": "admin pw"}) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def test_password_gate_and_admin_uploads(server: str) -> None:
