@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rag_core.config import Settings  # noqa: E402
+from rag_core.engine import Engine  # noqa: E402
 from rag_core.evaluation import load_qa  # noqa: E402
-from rag_core.pipeline import Engine  # noqa: E402
 
 
 def main() -> int:

@@ -26,10 +26,10 @@ sys.path.insert(0, str(ROOT))
 
 from rag_core.config import Settings  # noqa: E402
 from rag_core.embedding import Embedder  # noqa: E402
+from rag_core.engine import Engine  # noqa: E402
 from rag_core.evaluation import EvalReport, evaluate, load_qa  # noqa: E402
 from rag_core.loaders import LoadError, load_path  # noqa: E402
-from rag_core.pipeline import Engine  # noqa: E402
-from rag_core.retrieval import Hit  # noqa: E402
+from rag_core.search import Hit  # noqa: E402
 
 
 def corpus_files(shared: Path) -> list[Path]:
@@ -83,12 +83,12 @@ def run_baseline(files: list[Path], qa: Path, embedder: Embedder, words: int = 1
             for i in range(0, len(w), words):
                 texts.append(" ".join(w[i : i + words]))
                 where.append((f.name, p.number))
-    vecs = embedder.encode(texts)
+    vecs = embedder.encode_passage(texts)
     index = faiss.IndexFlatIP(vecs.shape[1])
     index.add(vecs)
 
     def search(questions: list[str]) -> list[list[Hit]]:
-        q = embedder.encode(questions)
+        q = embedder.encode_query(questions)
         scores, ids = index.search(np.atleast_2d(q), 5)
         out = []
         for srow, irow in zip(scores, ids, strict=True):

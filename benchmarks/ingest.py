@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from rag_core.config import Settings  # noqa: E402
 from rag_core.embedding import Embedder  # noqa: E402
-from rag_core.pipeline import Engine  # noqa: E402
+from rag_core.engine import Engine  # noqa: E402
 
 
 def main() -> int:

@@ -49,9 +49,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rag_core.chunking import Chunk  # noqa: E402
 from rag_core.config import Settings  # noqa: E402
-from rag_core.loaders import Page  # noqa: E402
+from rag_core.types import Chunk, Page  # noqa: E402
 
 AGREEMENT = "corpus/hr/bcgeu-19th-main-public-service-agreement-2022-2025.pdf"
 
@@ -200,8 +199,8 @@ def bench_embedding(report: Report, texts: list[str], rounds: int, n: int) -> No
 
     runs: dict[str, Callable[[list[str]], np.ndarray]] = {
         "plain": plain_encode,
-        "ours": ours.encode,
-        "autocast": autocast.encode,
+        "ours": ours.encode_passage,
+        "autocast": autocast.encode_passage,
     }
     times: dict[str, list[float]] = {k: [] for k in runs}
     outs: dict[str, np.ndarray] = {}
@@ -300,7 +299,7 @@ def bench_ingest(report: Report, pdf: Path, tmp: Path, rounds: int) -> None:
 
 
 def ingest_corpus(shared: Path, kb_dir: Path) -> tuple[Any, float]:
-    from rag_core.pipeline import Engine
+    from rag_core.engine import Engine
 
     files = sorted((shared / "corpus" / "hr").iterdir()) + sorted((shared / "corpus" / "scale").iterdir())
     engine = Engine(Settings(data_dir=kb_dir, background_map=False))
@@ -320,11 +319,11 @@ def bench_quality(report: Report, engine: Any, shared: Path) -> None:
 
     from rag_core.embedding import bundled_model_path
     from rag_core.evaluation import evaluate, load_qa
-    from rag_core.retrieval import Hit
+    from rag_core.types import Hit
 
     items = load_qa(shared / "eval" / "qa.jsonl")
     ours = engine.evaluate(items, modes=("dense", "hybrid"))
-    rows = engine.kb.all_chunks()
+    rows = engine.store.all_chunks()
     plain = SentenceTransformer(str(bundled_model_path()), device="cpu")
     with torch.inference_mode():
         vecs = plain.encode([r.text for r in rows], batch_size=32, normalize_embeddings=True)
@@ -365,7 +364,8 @@ def synthetic_kb(real: Any, n: int, kb_dir: Path, threshold: int, seed: int = 0)
     import faiss
 
     from rag_core.lexical import LexicalIndex
-    from rag_core.store import KnowledgeBase
+    from rag_core.store import LocalStore
+    from rag_core.types import NewDocument, sha256_hex
 
     rows = real.all_chunks()
     _, base = real.vectors([r.chunk_id for r in rows])
@@ -373,7 +373,7 @@ def synthetic_kb(real: Any, n: int, kb_dir: Path, threshold: int, seed: int = 0)
     flat = faiss.IndexFlatIP(base.shape[1])
     flat.add(base)
     _, nn = flat.search(base, 11)
-    kb = KnowledgeBase(kb_dir, ann_threshold=threshold)
+    kb = LocalStore(kb_dir, ann_threshold=threshold)
     done = 0
     doc = 0
     while done < n:
@@ -387,16 +387,20 @@ def synthetic_kb(real: Any, n: int, kb_dir: Path, threshold: int, seed: int = 0)
             vecs = base[idx] + beta * (base[j] - base[idx]) + 0.02 * rng.normal(size=(m, base.shape[1]))
             vecs = (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
         chunks = [Chunk(rows[i].page, 0, len(rows[i].text), rows[i].text, 1) for i in idx]
-        kb.add_document(
-            name=f"synthetic-{doc:03d}.pdf" if done >= len(rows) else rows[idx[0]].document,
-            data=f"synthetic {n} {doc}".encode(),
-            kind="pdf",
-            pages=[Page(p, "") for p in sorted({c.page for c in chunks})],
-            page_count=max(c.page for c in chunks),
-            chunks=chunks,
-            vectors=np.ascontiguousarray(vecs, dtype=np.float32),
-            norms=np.ones(m, np.float32),
-            embedder_name=real.embedder_name,
+        data = f"synthetic {n} {doc}".encode()
+        kb.add(
+            NewDocument(
+                name=f"synthetic-{doc:03d}.pdf" if done >= len(rows) else rows[idx[0]].document,
+                data=data,
+                sha256=sha256_hex(data),
+                kind="pdf",
+                pages=[Page(p, "") for p in sorted({c.page for c in chunks})],
+                page_count=max(c.page for c in chunks),
+                chunks=chunks,
+                vectors=np.ascontiguousarray(vecs, dtype=np.float32),
+                norms=np.ones(m, np.float32),
+                embedder=real.embedder_name or "",
+            )
         )
         done += m
         doc += 1
@@ -417,7 +421,7 @@ def peak_rss_mb() -> float:
 
 def probe(kb_dir: Path, questions: list[str], threshold: int) -> dict[str, Any]:
     """Run in a fresh process: open the KB, load the model, time search and ask; report peak RSS."""
-    from rag_core.pipeline import Engine
+    from rag_core.engine import Engine
 
     engine = Engine(Settings(data_dir=kb_dir, background_map=False, ann_threshold=threshold))
     t = time.perf_counter()
@@ -436,7 +440,7 @@ def probe(kb_dir: Path, questions: list[str], threshold: int) -> dict[str, Any]:
             t = time.perf_counter()
             engine.answer(q)
             ask.append(time.perf_counter() - t)
-    info = engine.kb.index_info()
+    info = engine.store.index_info()
     return {
         "search": search,
         "dense": dense,
@@ -473,7 +477,7 @@ def bench_queries(report: Report, kb: Any, questions: list[str], threshold: int,
     _, _, out = run_child([sys.executable, __file__, "--probe", str(kb.data_dir), "--threshold", str(threshold)])
     got = json.loads(out.strip().splitlines()[-1])
     # Recall of the index serving searches against exact search, on the real questions.
-    qv = shared_embedder().encode_queries(questions)
+    qv = shared_embedder().encode_query(questions)
     _, approx = kb.search(qv, 10)
     _, exact = kb.search(qv, 10, exact=True)
     recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(approx.tolist(), exact.tolist(), strict=True)]))
@@ -516,8 +520,8 @@ def bench_queries(report: Report, kb: Any, questions: list[str], threshold: int,
 
 
 def bench_tsne(report: Report, kb: Any, questions: list[str], sizes: tuple[int, ...]) -> None:
-    from rag_core.analysis import embedding_map, knn_preservation, place_query, project
     from rag_core.embedding import shared_embedder
+    from rag_core.maps import embedding_map, knn_preservation, place_query, project
 
     _, all_vecs = kb.vectors()
     for n in sizes:
@@ -557,7 +561,7 @@ def bench_tsne(report: Report, kb: Any, questions: list[str], sizes: tuple[int, 
             times = []
             for q in questions:
                 t = time.perf_counter()
-                place_query(emap, e.encode_queries(q))
+                place_query(emap, e.encode_query(q))
                 times.append(time.perf_counter() - t)
             report.add(
                 f"Query placed on the {label} map (embedding included), p50 / max",
@@ -632,7 +636,7 @@ def main() -> int:
             kbs = {}
             for n in sorted(set(sizes) | ({10_000} if "tsne" not in skip else set())):
                 t = time.perf_counter()
-                kbs[n] = synthetic_kb(engine.kb, n, tmp / f"kb{n}", args.threshold)
+                kbs[n] = synthetic_kb(engine.store, n, tmp / f"kb{n}", args.threshold)
                 report.notes.append(f"Built the {n:,}-chunk KB (rows, exact index, IVF if any, BM25) in "
                                     f"{time.perf_counter() - t:.1f} s.")  # fmt: skip
             if "query" not in skip:

@@ -2,19 +2,16 @@
 
 import streamlit as st
 
-from pages.common import generator, get_engine, metric, mode, require_router, top_k
+from pages.common import generator, get_engine, metric, mode, require_router, stop_if_empty, top_k
+from rag_core.answer import AnswerStream, GeneratorError
 from rag_core.conversation import ChatMessage, export_json, export_markdown
-from rag_core.display import escape_markdown, highlight, query_terms
-from rag_core.generation import AnswerStream, GeneratorError
+from rag_core.display import escape_markdown, evidence_label, highlight, query_terms, retrieval_detail
 
 require_router("pages/chat.py")
 engine = get_engine()
 st.title("Chat")
 
-if not engine.documents():
-    st.info("The knowledge base is empty: add documents (or the sample policy) first.")
-    st.page_link("pages/documents.py", label="Go to Documents", icon=":material/description:")
-    st.stop()
+stop_if_empty(engine)
 
 messages: list[ChatMessage] = st.session_state.setdefault("chat_messages", [])
 compare = st.toggle(
@@ -30,25 +27,12 @@ def show_evidence(message: ChatMessage, question: str) -> None:
         st.warning(escape_markdown(message.warning), icon=":material/warning:")
     terms = query_terms(question)
     for i, hit in enumerate(message.hits, 1):
-        label = f"[{i}] {hit['document']} · page {hit['page']} · score {float(hit['score']):.3f}"  # type: ignore[arg-type]
-        with st.expander(escape_markdown(label), expanded=(i == 1 and message.grounded)):
+        with st.expander(escape_markdown(evidence_label(i, hit)), expanded=(i == 1 and message.grounded)):
             st.caption(retrieval_detail(hit))
-            st.markdown(highlight(str(hit["text"]), terms))
+            st.markdown(highlight(hit.text, terms))
     if message.prompt:
         with st.expander("Prompt sent"):
             st.code(message.prompt, language=None, wrap_lines=True)
-
-
-def retrieval_detail(hit: dict[str, object]) -> str:
-    """How dense and BM25 retrieval each ranked this passage (the hybrid evidence)."""
-    parts = [f"dense rank {hit.get('dense_rank') or '–'}"]
-    if hit.get("bm25_rank") is not None:
-        parts.append(f"BM25 rank {hit['bm25_rank']} (score {float(hit['bm25_score'] or 0):.2f})")  # type: ignore[arg-type]
-    elif "bm25_rank" in hit:
-        parts.append("BM25 rank –")
-    if hit.get("fused_score") is not None:
-        parts.append(f"fused rank {hit['rank']} (score {float(hit['fused_score']):.3f})")  # type: ignore[arg-type]
-    return " · ".join(parts)
 
 
 def show_message(m: ChatMessage, question: str) -> None:
@@ -84,18 +68,31 @@ if prompt := st.chat_input("Ask about your company's policies", key="chat_input"
     with st.chat_message("user"):
         st.markdown(escape_markdown(prompt))
     with st.chat_message("assistant"):
-        options = {"history": history, "k": top_k(), "metric": metric(), "generator": generator(), "mode": mode()}
+
+        def ask(question: str, no_context: bool = False) -> ChatMessage:
+            return stream_reply(
+                engine.answer_stream(
+                    question,
+                    history=history,
+                    k=top_k(),
+                    metric=metric(),
+                    generator=generator(),
+                    mode=mode(),
+                    no_context=no_context,
+                )
+            )
+
         if compare:
             with_col, without_col = st.columns(2)
             with with_col:
                 st.caption("With retrieved passages")
-                reply = stream_reply(engine.answer_stream(prompt, **options))  # type: ignore[arg-type]
+                reply = ask(prompt)
             with without_col:
                 st.caption("Without retrieval (the generator alone)")
-                bare = stream_reply(engine.answer_stream(prompt, no_context=True, **options))  # type: ignore[arg-type]
+                bare = ask(prompt, no_context=True)
             reply.without_context = bare.content
         else:
-            reply = stream_reply(engine.answer_stream(prompt, **options))  # type: ignore[arg-type]
+            reply = ask(prompt)
         messages.append(reply)
 
 if messages:

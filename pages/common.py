@@ -11,12 +11,16 @@ import hmac
 import os
 import time
 from collections.abc import Sequence
+from typing import TypeVar
 
 import streamlit as st
 from streamlit.navigation.page import StreamlitPage
 
-from rag_core.config import METRICS, MODES, Settings
-from rag_core.pipeline import Engine
+from rag_core.config import Settings
+from rag_core.engine import Engine, serving_engine
+from rag_core.types import METRICS, MODES, Metric, Mode
+
+T = TypeVar("T", bound=str)
 
 ROUTER_FLAG = "policypal_router_ran"
 TARGET_KEY = "policypal_target_page"
@@ -36,13 +40,21 @@ def require_router(page: str) -> None:
 
 @st.cache_resource(show_spinner="Loading the embedding model…")
 def _engine(data_dir: str) -> Engine:
-    engine = Engine(Settings.from_env(data_dir=data_dir))
+    engine = serving_engine(Settings.from_env(data_dir=data_dir))
     _ = engine.embedder  # load now, once, rather than inside the first user's request
     return engine
 
 
 def get_engine() -> Engine:
     return _engine(str(Settings.from_env().data_dir))
+
+
+def stop_if_empty(engine: Engine) -> None:
+    """With no documents, say so and point to the Documents page instead of drawing an empty page."""
+    if engine.is_empty():
+        st.info("The knowledge base is empty: add documents (or the sample policy) first.")
+        st.page_link("pages/documents.py", label="Go to Documents", icon=":material/description:")
+        st.stop()
 
 
 def sidebar_settings() -> None:
@@ -79,8 +91,14 @@ def top_k() -> int:
     return int(st.session_state.get("settings_top_k", Settings.from_env().top_k))
 
 
-def metric() -> str:
-    return str(st.session_state.get("settings_metric", Settings.from_env().metric))
+def _choice(key: str, options: Sequence[T], default: T) -> T:
+    """The sidebar's value for `key` if it is one of `options`, else the default."""
+    value = st.session_state.get(key)
+    return next((o for o in options if o == value), default)
+
+
+def metric() -> Metric:
+    return _choice("settings_metric", METRICS, Settings.from_env().metric)
 
 
 def generator() -> str:
@@ -88,8 +106,8 @@ def generator() -> str:
     return value or Settings.from_env().generator
 
 
-def mode() -> str:
-    return str(st.session_state.get("settings_mode", Settings.from_env().mode))
+def mode() -> Mode:
+    return _choice("settings_mode", MODES, Settings.from_env().mode)
 
 
 # ---------------------------------------------------------------------------- access

@@ -4,7 +4,9 @@ import streamlit as st
 
 from pages.common import admin_sign_in, get_engine, is_admin, require_router
 from rag_core.display import escape_markdown
-from rag_core.pipeline import BatchTooLarge, IngestResult
+from rag_core.ingest import BatchTooLarge
+from rag_core.loaders import SUPPORTED_SUFFIXES
+from rag_core.types import IngestResult, Stage
 
 require_router("pages/documents.py")
 engine = get_engine()
@@ -43,13 +45,12 @@ def ingest(files: list[tuple[str, bytes]]) -> list[IngestResult]:
     current = st.progress(0.0, text="")
     with st.status(f"Ingesting {len(files)} file(s)…", expanded=True) as status:
 
-        def on_stage(stage: str, done: int, total: int) -> None:
+        def on_stage(stage: Stage, done: int, total: int) -> None:
             current.progress(done / max(total, 1), text=f"{stage} {done}/{total}")
 
-        def on_file(done: int, total: int, result: IngestResult | None) -> None:
+        def on_file(done: int, total: int, result: IngestResult) -> None:
             overall.progress(done / total, text=f"{done} of {total} files")
-            if result is not None:
-                show_result(result)
+            show_result(result)
 
         results = engine.ingest_uploads(files, progress=on_file, file_progress=on_stage)
         failed = sum(r.status == "failed" for r in results)
@@ -63,7 +64,7 @@ def ingest(files: list[tuple[str, bytes]]) -> list[IngestResult]:
 uploads = (
     st.file_uploader(
         "Add documents",
-        type=["pdf", "txt", "md"],
+        type=[suffix.lstrip(".") for suffix in SUPPORTED_SUFFIXES],
         accept_multiple_files=True,
         key=f"documents_uploader_{st.session_state.get('documents_upload_round', 0)}",
     )

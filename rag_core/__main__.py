@@ -11,9 +11,14 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from rag_core.config import METRICS, MODES, Settings
+from rag_core.config import Settings
+from rag_core.loaders import SUPPORTED_SUFFIXES
+from rag_core.types import METRICS, MODES, IngestResult, Stage
+
+if TYPE_CHECKING:  # the engine pulls in torch: imported when a command needs it, not for --help
+    from rag_core.engine import Engine
 
 EMPTY_KB_MESSAGE = (
     "The knowledge base is empty: add documents first with `python -m rag_core ingest FILE...` "
@@ -29,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rag_core", description="PolicyPal engine: ingest, list, search.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    ing = sub.add_parser("ingest", parents=[common], help="add PDF/TXT/MD files to the knowledge base")
+    kinds = ", ".join(SUPPORTED_SUFFIXES)
+    ing = sub.add_parser("ingest", parents=[common], help=f"add files ({kinds}) to the knowledge base")
     ing.add_argument("paths", nargs="+", metavar="PATH")
     ing.add_argument("--embedder", default=None, help="embedder for a new KB (sentence-transformers id or dir)")
 
@@ -94,8 +100,8 @@ def _err(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-def _engine(args: argparse.Namespace, settings: Settings) -> Any:
-    from rag_core.pipeline import Engine
+def _engine(args: argparse.Namespace, settings: Settings) -> Engine:
+    from rag_core.engine import Engine
 
     return Engine(settings, embedder_spec=getattr(args, "embedder", None))
 
@@ -110,10 +116,10 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     failed = 0
     bar = tqdm(total=len(args.paths), unit="file", file=sys.stderr, disable=None, desc="ingest")
 
-    def file_progress(stage: str, done: int, total: int) -> None:
+    def file_progress(stage: Stage, done: int, total: int) -> None:
         bar.set_postfix_str(f"{stage} {done}/{total}", refresh=True)
 
-    def on_file(done: int, total: int, result: Any) -> None:
+    def on_file(done: int, total: int, result: IngestResult) -> None:
         nonlocal failed
         bar.update(1)
         if result.status == "failed":
@@ -137,9 +143,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
-    from rag_core.store import KnowledgeBase
-
-    docs = KnowledgeBase(settings.data_dir).documents()
+    docs = _engine(args, settings).documents()
     if args.json:
         print(json.dumps([d.to_json() for d in docs], ensure_ascii=False))
         return 0
@@ -152,10 +156,10 @@ def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
-    from rag_core.store import AmbiguousDocument, DocumentNotFound, KnowledgeBase
+    from rag_core.store import AmbiguousDocument, DocumentNotFound
 
     try:
-        doc = KnowledgeBase(settings.data_dir).delete(args.ref)
+        doc = _engine(args, settings).delete(args.ref)
     except (DocumentNotFound, AmbiguousDocument) as e:
         if args.json:
             print(json.dumps({"deleted": None, "error": str(e)}))
@@ -187,7 +191,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     engine = _engine(args, settings)
     k = args.k or settings.top_k
     results = engine.search(queries, k=k, metric=args.metric, mode=args.mode)
-    if engine.kb.size == 0:
+    if engine.is_empty():
         _err(EMPTY_KB_MESSAGE)
     for query, hits in zip(queries, results, strict=True):
         if args.json:
@@ -207,7 +211,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
-    from rag_core.generation import GeneratorError, parse_spec
+    from rag_core.answer import GeneratorError, parse_spec
 
     questions = _queries(args)
     spec = args.generator or settings.generator
@@ -216,7 +220,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as e:
         raise _UsageError(str(e)) from e
     engine = _engine(args, settings)
-    if engine.kb.size == 0 and not args.no_context:
+    if engine.is_empty() and not args.no_context:
         _err(EMPTY_KB_MESSAGE)
     k = args.k or settings.top_k
     failed = 0
@@ -252,7 +256,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
-    from rag_core.evaluation import QAFormatError, evaluate, load_qa
+    from rag_core.evaluation import QAFormatError, load_qa
 
     try:
         items = load_qa(args.qa)
@@ -260,14 +264,10 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         raise _UsageError(str(e)) from e
     engine = _engine(args, settings)
     k = args.k or settings.top_k
-    if engine.kb.size == 0:
+    if engine.is_empty():
         raise _UsageError(EMPTY_KB_MESSAGE)
-    report = evaluate(
-        items,
-        lambda qs: engine.search(qs, k=max(k, 5), metric=args.metric, mode=args.mode),
-        k=k,
-        min_score=settings.min_score,
-    )
+    mode = args.mode or settings.mode
+    report = engine.evaluate(items, [mode], k=k, metric=args.metric)[mode]
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
         return 0
@@ -278,11 +278,10 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
             [[str(report.n)] + [f"{report.hit_at[c]:.3f}" for c in (1, 3, 5)] + [f"{report.mrr:.3f}", refused]],
         )
     )
-    misses = [q for q in report.questions if q["hit_rank"] is None]
-    if misses:
+    if report.misses:
         print("\nmisses (top hit instead):")
-        for q in misses:
-            print(f"  {q['id']}: {q['question']}  -> {q['top_document']} p{q['top_page']}")
+        for q in report.misses:
+            print(f"  {q.id}: {q.question}  -> {q.top_document} p{q.top_page}")
     return 0
 
 

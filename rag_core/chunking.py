@@ -10,34 +10,17 @@ What it leaves out: layout analysis (columns, tables); the loader's text order i
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
-from rag_core.loaders import Page
-
-# We tokenize whole sentences only to count and cut them; the "longer than the maximum sequence
-# length" warning is about feeding them to the model, which we never do uncut.
-logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)
+from rag_core.types import Chunk, Page
 
 
 class Tokenizer(Protocol):
     """The part of a Hugging Face fast tokenizer we use: offsets of word pieces in the text."""
 
     def __call__(self, text: list[str], **kwargs: object) -> object: ...
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """A span of one page's text. `text == page_text[start:end]`; `page` is 1-based."""
-
-    page: int
-    start: int
-    end: int
-    text: str
-    tokens: int
 
 
 # A sentence ends at . ! ? (optionally followed by closing quotes/brackets) before whitespace, or at a
@@ -130,8 +113,12 @@ class Chunker:
         spans = split_sentences(text)
         if not spans:
             return []
-        enc = self.tokenizer([text[a:b] for a, b in spans], add_special_tokens=False, return_offsets_mapping=True)
-        offsets_list: Sequence[Sequence[tuple[int, int]]] = enc["offset_mapping"]  # type: ignore[index]
+        # Whole sentences are tokenized only to count and cut them, never fed to the model uncut, so the
+        # tokenizer's "longer than the maximum sequence length" warning does not apply: verbose=False.
+        enc = self.tokenizer(
+            [text[a:b] for a, b in spans], add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
+        offsets_list: Sequence[Sequence[tuple[int, int]]] = enc["offset_mapping"]  # type: ignore[index]  # the Tokenizer protocol returns object
         pieces: list[tuple[int, int, int]] = []
         for (a, b), offsets in zip(spans, offsets_list, strict=True):
             count = len(offsets)

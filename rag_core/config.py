@@ -13,12 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rag_core.types import FUSIONS, METRICS, MODES, PRECISIONS, RUNTIMES, Fusion, Metric, Mode, Precision, Runtime
+
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
-METRICS = ("cosine", "dot", "l2")
-PRECISIONS = ("auto", "fp32", "bf16")
-RUNTIMES = ("auto", "torch", "openvino")
-MODES = ("dense", "bm25", "hybrid")
-FUSIONS = ("convex", "rrf")
 
 # Field name -> environment variable. Kept explicit so `grep RAG_` finds every one.
 ENV_VARS: dict[str, str] = {
@@ -72,17 +69,17 @@ class Settings:
     batch_size: int = 32
     # auto: bf16 on CPUs with AMX/AVX512-BF16 (OpenVINO's bf16, or torch autocast), at 0.9999 cosine to
     # fp32; fp32 elsewhere.
-    precision: str = "auto"
+    precision: Precision = "auto"
     # auto: sentence-transformers models run on OpenVINO when it is installed (~1.6x torch autocast, the
     # same vectors to 0.9999 cosine; benchmarks/run.py), else torch. torch | openvino force one.
-    embed_runtime: str = "auto"
+    embed_runtime: Runtime = "auto"
     # Exact search up to this many chunks (one query: ~0.05 ms per 1,000 chunks here); above it an IVF index
     # beside the exact one, its nprobe tuned to recall@10 >= 0.99 against exact at every write (rag_core.store).
     ann_threshold: int = 20_000
     # After an ingest or delete, compute the analysis page's t-SNE map in a background thread.
     background_map: bool = True
     top_k: int = 5
-    metric: str = "cosine"
+    metric: Metric = "cosine"
     max_file_mb: float = 100.0
     max_pages: int = 2000
     max_files_per_batch: int = 50
@@ -95,12 +92,12 @@ class Settings:
     # Off by default: no code path may touch the network unless the user says so.
     allow_downloads: bool = False
     # dense | bm25 | hybrid. Default: the best measured on the shared eval set (benchmarks/eval_retrieval.py).
-    mode: str = "hybrid"
+    mode: Mode = "hybrid"
     # How hybrid mode fuses each retriever's top `fusion_depth` candidates:
     #   convex: dense_weight x min-max-scaled cosine + (1 - dense_weight) x min-max-scaled BM25 (default,
     #           measured best on the shared eval set);
     #   rrf:    dense_weight/(rrf_k + dense rank) + bm25_weight/(rrf_k + BM25 rank).
-    fusion: str = "convex"
+    fusion: Fusion = "convex"
     dense_weight: float = 0.7
     bm25_weight: float = 1.0
     rrf_k: float = 60.0

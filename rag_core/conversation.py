@@ -8,21 +8,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from rag_core.display import escape_markdown
-from rag_core.generation import Answer
+from rag_core.types import Answer, Citation, Hit, Role, json_of
 
 
 @dataclass
 class ChatMessage:
-    role: str  # "user" | "assistant"
+    role: Role
     content: str
     grounded: bool = True
     generator: str = ""
-    citations: list[dict[str, object]] = field(default_factory=list)
-    hits: list[dict[str, object]] = field(default_factory=list)
+    citations: list[Citation] = field(default_factory=list)
+    hits: list[Hit] = field(default_factory=list)
     prompt: str = ""
     warning: str | None = None
     without_context: str | None = None  # the no-retrieval answer, when the user compared both
@@ -34,16 +34,20 @@ class ChatMessage:
             content=answer.text,
             grounded=answer.grounded,
             generator=answer.generator,
-            citations=[c.to_json() for c in answer.citations],
-            hits=[h.evidence_json() for h in answer.hits],
+            citations=list(answer.citations),
+            hits=list(answer.hits),
             prompt=answer.prompt,
             warning=answer.warning,
         )
 
+    def to_json(self) -> dict[str, object]:
+        """The message with its citations and, for each passage, how dense and BM25 ranked it."""
+        return json_of(self) | {"hits": [h.evidence_json() for h in self.hits]}
+
 
 def export_json(messages: Sequence[ChatMessage]) -> str:
     return json.dumps(
-        {"exported_at": datetime.now(UTC).isoformat(timespec="seconds"), "messages": [asdict(m) for m in messages]},
+        {"exported_at": datetime.now(UTC).isoformat(timespec="seconds"), "messages": [m.to_json() for m in messages]},
         ensure_ascii=False,
         indent=2,
     )
@@ -58,9 +62,7 @@ def export_markdown(messages: Sequence[ChatMessage]) -> str:
         if m.without_context is not None:
             lines += [f"*Without retrieval:* {escape_markdown(m.without_context)}", ""]
         for i, h in enumerate(m.hits, 1):
-            lines.append(
-                f"- [{i}] {escape_markdown(str(h['document']))}, page {h['page']} (score {float(h['score']):.3f})"  # type: ignore[arg-type]
-            )
+            lines.append(f"- [{i}] {escape_markdown(h.document)}, page {h.page} (score {h.score:.3f})")
         if m.hits:
             lines.append("")
     return "\n".join(lines)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from rag_core.types import Hit
+
 # Every ASCII punctuation character may be backslash-escaped in CommonMark; escaping all of them that
 # Markdown or Streamlit's extensions treat specially leaves no construct that can start.
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=&\"'])")
@@ -110,3 +112,33 @@ def highlight(text: str, terms: Iterable[str]) -> str:
         pos = m.end()
     out.append(escape_markdown(text[pos:]))
     return "".join(out)
+
+
+def short_name(name: str, n: int = 40) -> str:
+    """`name` cut to `n` characters with an ellipsis, for legends and table cells.
+
+    >>> short_name("collective-agreement-2022-2025.pdf", 12)
+    'collective-…'
+    """
+    return name if len(name) <= n else name[: n - 1] + "…"
+
+
+def evidence_label(number: int, hit: Hit) -> str:
+    """The heading of one passage under an answer: "[n] document · page p · score s" (plain text)."""
+    return f"[{number}] {hit.document} · page {hit.page} · score {hit.score:.3f}"
+
+
+def retrieval_detail(hit: Hit) -> str:
+    """How dense and BM25 retrieval each ranked this passage (the hybrid evidence).
+
+    >>> retrieval_detail(Hit(1, 0.5, "d", "d", 1, 7, "", dense_rank=3, bm25_rank=1, bm25_score=4.2, fused_score=0.9))
+    'dense rank 3 · BM25 rank 1 (score 4.20) · fused rank 1 (score 0.900)'
+    """
+    parts = [f"dense rank {hit.dense_rank or '–'}"]
+    if hit.bm25_rank is not None:
+        parts.append(f"BM25 rank {hit.bm25_rank} (score {hit.bm25_score or 0:.2f})")
+    else:
+        parts.append("BM25 rank –")
+    if hit.fused_score is not None:
+        parts.append(f"fused rank {hit.rank} (score {hit.fused_score:.3f})")
+    return " · ".join(parts)

@@ -12,11 +12,14 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag_core.retrieval import Hit, rank_of_first
+from rag_core.search import rank_of_first
+from rag_core.types import Hit, Mode, QuestionKind, json_key, json_of
+
+SAMPLE_QA = Path(__file__).resolve().parent / "samples" / "sample_qa.jsonl"
 
 
 class QAFormatError(ValueError):
@@ -30,7 +33,7 @@ class QAItem:
     document: str | None
     pages: list[int]
     answer_contains: list[str] = field(default_factory=list)
-    kind: str = "fact"
+    kind: QuestionKind = "fact"
 
     @property
     def answerable(self) -> bool:
@@ -104,23 +107,40 @@ def _parse_csv(text: str, name: str) -> list[QAItem]:
 
 
 @dataclass(frozen=True)
+class QuestionResult:
+    """How retrieval did on one answerable question."""
+
+    id: str
+    question: str
+    kind: QuestionKind
+    document: str | None
+    pages: list[int]
+    hit_rank: int | None  # rank of the first passage from the right document and page; None = missed
+    top_document: str | None
+    top_page: int | None
+    top_score: float | None
+
+
+@dataclass(frozen=True)
 class EvalReport:
     n: int
-    hit_at: dict[int, float]
+    hit_at_1: float = field(metadata=json_key("hit@1"))
+    hit_at_3: float = field(metadata=json_key("hit@3"))
+    hit_at_5: float = field(metadata=json_key("hit@5"))
     mrr: float
     refused_unanswerable: float | None
-    questions: list[dict[str, object]]
+    questions: list[QuestionResult]
+
+    @property
+    def hit_at(self) -> dict[int, float]:
+        return {1: self.hit_at_1, 3: self.hit_at_3, 5: self.hit_at_5}
+
+    @property
+    def misses(self) -> list[QuestionResult]:
+        return [q for q in self.questions if q.hit_rank is None]
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "n": self.n,
-            "hit@1": self.hit_at[1],
-            "hit@3": self.hit_at[3],
-            "hit@5": self.hit_at[5],
-            "mrr": self.mrr,
-            "refused_unanswerable": self.refused_unanswerable,
-            "questions": self.questions,
-        }
+        return json_of(self)
 
 
 def evaluate(
@@ -142,24 +162,24 @@ def evaluate(
     if min_score is not None and unanswerable:
         tops = [max(x.score for x in h) if h else None for h in all_hits[len(answerable) :]]
         refused = sum(1 for t in tops if t is None or t < min_score) / len(unanswerable)
-    rows: list[dict[str, object]] = []
+    rows: list[QuestionResult] = []
     ranks: list[int | None] = []
     for q, hits in zip(answerable, hits_per_q, strict=True):
         rank = rank_of_first(hits, q.document or "", q.pages)
         ranks.append(rank)
         top = hits[0] if hits else None
         rows.append(
-            {
-                "id": q.id,
-                "question": q.question,
-                "kind": q.kind,
-                "document": q.document,
-                "pages": q.pages,
-                "hit_rank": rank,
-                "top_document": top.document if top else None,
-                "top_page": top.page if top else None,
-                "top_score": round(top.score, 4) if top else None,
-            }
+            QuestionResult(
+                id=q.id,
+                question=q.question,
+                kind=q.kind,
+                document=q.document,
+                pages=q.pages,
+                hit_rank=rank,
+                top_document=top.document if top else None,
+                top_page=top.page if top else None,
+                top_score=round(top.score, 4) if top else None,
+            )
         )
     n = len(answerable)
 
@@ -169,8 +189,39 @@ def evaluate(
     mrr = sum(1.0 / r for r in ranks if r is not None and r <= k) / n if n else 0.0
     return EvalReport(
         n=n,
-        hit_at={1: hit_at(1), 3: hit_at(3), 5: hit_at(5)},
+        hit_at_1=hit_at(1),
+        hit_at_3=hit_at(3),
+        hit_at_5=hit_at(5),
         mrr=mrr,
         refused_unanswerable=refused,
         questions=rows,
     )
+
+
+def summary_rows(reports: Mapping[Mode, EvalReport]) -> list[dict[str, object]]:
+    """One row per retrieval mode: questions, hit@1/3/5, MRR and refusals, rounded for reading."""
+    return [
+        {
+            "mode": mode,
+            "questions": r.n,
+            "hit@1": round(r.hit_at_1, 3),
+            "hit@3": round(r.hit_at_3, 3),
+            "hit@5": round(r.hit_at_5, 3),
+            "MRR": round(r.mrr, 3),
+            "refused unanswerable": None if r.refused_unanswerable is None else round(r.refused_unanswerable, 3),
+        }
+        for mode, r in reports.items()
+    ]
+
+
+def miss_rows(report: EvalReport) -> list[dict[str, object]]:
+    """The questions whose page was not in the top k, with what was retrieved instead."""
+    return [
+        {
+            "question": q.question,
+            "expected": f"{q.document} p. {', '.join(str(p) for p in q.pages)}",
+            "retrieved instead (top hit)": f"{q.top_document} p. {q.top_page}",
+            "score": q.top_score,
+        }
+        for q in report.misses
+    ]

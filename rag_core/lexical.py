@@ -2,7 +2,7 @@
 
 Why BM25 beside dense search: MiniLM misses exact terms (clause numbers such as "2635.204", dollar
 amounts, names), BM25 misses paraphrases ("days off when a relative dies" vs "bereavement leave").
-Fused (rag_core.retrieval.fuse) they beat either alone.
+Fused (rag_core.search.fuse) they beat either alone.
 
 Why per generation: the BM25 index is derived from the chunk rows, like a cache. It is rebuilt from
 one consistent SQLite snapshot (generation + every chunk's id and text) and saved as
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import shutil
 import threading
 from dataclasses import dataclass
@@ -29,12 +28,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from rag_core.store import KnowledgeBase
+from rag_core.logs import quiet
+from rag_core.store import KnowledgeStore
 
 TOKEN_PATTERN = r"(?u)\d+(?:\.\d+)+|\b\w\w+\b"
 IntArray = npt.NDArray[np.int64]
-
-logging.getLogger("bm25s").setLevel(logging.ERROR)
 
 
 def _stemmer() -> Any:
@@ -49,17 +47,18 @@ def tokenize(texts: list[str]) -> list[list[str]]:
     >>> tokenize(["Gifts under 5 CFR 2635.204 and the reviews"])
     [['gift', 'under', 'cfr', '2635.204', 'review']]
     """
-    import bm25s
+    import bm25s  # sets its own logger to DEBUG on first import, hence quiet() after it
 
-    out = bm25s.tokenize(
-        texts,
-        lower=True,
-        token_pattern=TOKEN_PATTERN,
-        stopwords="en",
-        stemmer=_stemmer(),
-        return_ids=False,
-        show_progress=False,
-    )
+    with quiet("bm25s"):
+        out = bm25s.tokenize(
+            texts,
+            lower=True,
+            token_pattern=TOKEN_PATTERN,
+            stopwords="en",
+            stemmer=_stemmer(),
+            return_ids=False,
+            show_progress=False,
+        )
     return [list(t) for t in out]
 
 
@@ -74,17 +73,17 @@ class _Loaded:
 class LexicalIndex:
     """BM25 over one knowledge base; safe to share between threads."""
 
-    def __init__(self, kb: KnowledgeBase, k1: float = 1.5, b: float = 0.75):
+    def __init__(self, store: KnowledgeStore, k1: float = 1.5, b: float = 0.75):
         if k1 <= 0 or not 0 <= b <= 1:
             raise ValueError(f"BM25 needs k1 > 0 and 0 <= b <= 1; got k1={k1}, b={b}")
-        self.kb = kb
+        self.store = store
         self.k1 = k1
         self.b = b
         self._lock = threading.Lock()
         self._loaded: _Loaded | None = None
 
     def _dir(self, generation: int) -> Path:
-        return self.kb.data_dir / f"bm25-{generation}"
+        return self.store.cache_dir / f"bm25-{generation}"
 
     def refresh(self) -> int:
         """Make sure the index of the current generation exists on disk and in memory; return its size."""
@@ -93,7 +92,7 @@ class LexicalIndex:
 
     def _current(self) -> _Loaded | None:
         with self._lock:
-            generation = self.kb.generation()
+            generation = self.store.generation()
             if self._loaded is not None and self._loaded.generation == generation:
                 return self._loaded
             loaded = self._load(generation)
@@ -110,7 +109,8 @@ class LexicalIndex:
         if not (path / "ids.npy").exists():
             return None
         try:
-            retriever = bm25s.BM25.load(str(path), show_progress=False)
+            with quiet("bm25s"):
+                retriever = bm25s.BM25.load(str(path), show_progress=False)
             ids = np.load(path / "ids.npy")
         except (OSError, ValueError, json.JSONDecodeError):
             return None  # a half-written or damaged cache: rebuild it
@@ -119,18 +119,19 @@ class LexicalIndex:
     def _build(self) -> _Loaded | None:
         import bm25s
 
-        generation, ids, texts = self.kb.chunk_texts()
+        generation, ids, texts = self.store.chunk_texts()
         if not texts:
             return _Loaded(generation, None, np.zeros(0, np.int64), set())
-        retriever = bm25s.BM25(k1=self.k1, b=self.b)
-        tokens = bm25s.tokenize(
-            texts, token_pattern=TOKEN_PATTERN, stopwords="en", stemmer=_stemmer(), show_progress=False
-        )
-        retriever.index(tokens, show_progress=False)
         final = self._dir(generation)
         tmp = final.with_name(final.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        retriever.save(str(tmp), show_progress=False)
+        with quiet("bm25s"):
+            retriever = bm25s.BM25(k1=self.k1, b=self.b)
+            tokens = bm25s.tokenize(
+                texts, token_pattern=TOKEN_PATTERN, stopwords="en", stemmer=_stemmer(), show_progress=False
+            )
+            retriever.index(tokens, show_progress=False)
+            retriever.save(str(tmp), show_progress=False)
         np.save(tmp / "ids.npy", np.asarray(ids, dtype=np.int64))
         with contextlib.suppress(OSError):  # another process built the same generation first: fine
             tmp.rename(final)
@@ -138,7 +139,7 @@ class LexicalIndex:
         return _Loaded(generation, retriever, np.asarray(ids, dtype=np.int64), set(retriever.vocab_dict))
 
     def _cleanup(self, current: int) -> None:
-        for path in self.kb.data_dir.glob("bm25-*"):
+        for path in self.store.cache_dir.glob("bm25-*"):
             stem = path.name.removeprefix("bm25-").removesuffix(".tmp")
             if stem.isdigit() and int(stem) < current - 1:
                 shutil.rmtree(path, ignore_errors=True)
@@ -156,9 +157,10 @@ class LexicalIndex:
             if not known:
                 out.append([])
                 continue
-            docs, scores = loaded.retriever.retrieve(
-                [known], k=min(k, len(loaded.ids)), show_progress=False, n_threads=1
-            )
+            with quiet("bm25s"):
+                docs, scores = loaded.retriever.retrieve(
+                    [known], k=min(k, len(loaded.ids)), show_progress=False, n_threads=1
+                )
             pairs = [
                 (float(s), int(loaded.ids[int(d)])) for d, s in zip(docs[0], scores[0], strict=True) if float(s) > 0
             ]

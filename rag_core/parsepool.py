@@ -37,14 +37,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from rag_core.config import Settings
 from rag_core.loaders import (
     DamagedFile,
-    LoadedFile,
     LoadError,
-    Page,
     ParseOutOfMemory,
     ParserCrashed,
     ParseTimeout,
@@ -52,6 +50,7 @@ from rag_core.loaders import (
     load_bytes,
     out_of_memory_message,
 )
+from rag_core.types import FileKind, LoadedFile, Page
 
 # A worker is replaced after this many files, so memory pypdf fragmented on a big file is given back.
 MAX_TASKS_PER_WORKER = 50
@@ -269,7 +268,8 @@ def _decode_reply(reply: bytes) -> LoadedFile:
     message = json.loads(reply)
     if message["status"] == "ok":
         pages = [Page(int(n), str(text)) for n, text in message["pages"]]
-        return LoadedFile(kind=str(message["kind"]), pages=pages, page_count=int(message["page_count"]))
+        kind = cast("FileKind", str(message["kind"]))  # the worker sends back a LoadedFile's own kind
+        return LoadedFile(kind=kind, pages=pages, page_count=int(message["page_count"]))
     raise _ERRORS.get(str(message["kind"]), DamagedFile)(str(message["message"]))
 
 

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from rag_core.config import Settings
 from rag_core.embedding import Embedder
-from rag_core.pipeline import Engine
+from rag_core.engine import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 120

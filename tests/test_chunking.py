@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import logging
 
 import pytest
 
 from rag_core.chunking import Chunker, split_sentences
 from rag_core.embedding import Embedder
-from rag_core.loaders import Page
+from rag_core.types import Page
 
 SENTENCES = " ".join(f"Sentence number {i} says employees accrue {i} days of leave." for i in range(60))
 
@@ -80,3 +81,36 @@ class TestChunker:
         chunks = Chunker(embedder.tokenizer, 64, 16).chunk_pages(pages)
         assert chunks[0].page == 1 and chunks[0].text == "Short page one."
         assert {c.page for c in chunks[1:]} == {4}
+
+
+class TestTokenizerWarning:
+    """Sentences are tokenized only to be counted and cut, so the tokenizer's "longer than the maximum
+    sequence length" warning is turned off per call (verbose=False), not by a global logger level."""
+
+    def test_no_sequence_length_warning(self, embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+        tokenizer = embedder.tokenizer
+        # The tokenizer warns once per instance; forget an earlier warning so this call could warn again.
+        monkeypatch.setattr(tokenizer, "deprecation_warnings", {}, raising=False)
+        records: list[logging.LogRecord] = []
+        handler = logging.Handler()
+        handler.emit = records.append  # type: ignore[method-assign]
+        log = logging.getLogger("transformers.tokenization_utils_base")
+        level = log.level
+        log.addHandler(handler)
+        try:
+            text = " ".join(f"item{i} value" for i in range(400))  # one sentence, far past the model's 256
+            assert len(Chunker(tokenizer, 100, 20).chunk_text(text)) > 5
+        finally:
+            log.removeHandler(handler)
+        assert not [r for r in records if "maximum sequence length" in r.getMessage()]
+        assert log.level == level
+
+    def test_chunker_asks_for_no_warnings(self, embedder: Embedder) -> None:
+        calls: list[dict[str, object]] = []
+
+        def spy(text: list[str], **kwargs: object) -> object:
+            calls.append(kwargs)
+            return embedder.tokenizer(text, **kwargs)
+
+        Chunker(spy, 64, 16).chunk_text(SENTENCES)
+        assert calls and all(c.get("verbose") is False for c in calls)

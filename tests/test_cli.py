@@ -87,9 +87,9 @@ def test_two_processes_ingesting_at_once_both_land(tmp_path: Path, pdf_maker: Ca
     assert [json.loads(o[0])["status"] for o in outs] == ["added", "added"]
     docs = json.loads(run_cli("docs", "--json", data_dir=kb).stdout)
     assert sorted(d["name"] for d in docs) == ["laptops.pdf", "parking.pdf"]
-    from rag_core.store import KnowledgeBase
+    from rag_core.store import LocalStore
 
-    store = KnowledgeBase(kb)
+    store = LocalStore(kb)
     assert store.size == len(store.all_chunks()) == sum(d["chunks"] for d in docs)
 
 

@@ -24,7 +24,7 @@ from streamlit.testing.v1 import AppTest
 
 from rag_core.config import Settings
 from rag_core.embedding import Embedder
-from rag_core.pipeline import Engine
+from rag_core.engine import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 300
@@ -179,10 +179,10 @@ def test_sessions_uploading_chatting_and_browsing_at_once(
     assert "training.pdf**: added" in outcome["upload B"] and "gifts.pdf**: added" in outcome["upload B"]
     assert "failed" not in outcome["upload A"] + outcome["upload B"] + outcome["upload A again"]
 
-    kb = Engine(Settings(data_dir=data_dir), embedder=embedder).kb
+    kb = Engine(Settings(data_dir=data_dir), embedder=embedder).store
     docs = kb.documents()
     assert sorted(d.name for d in docs) == sorted(["policy.pdf", *uploads])  # each once: parking is not doubled
     chunks = kb.all_chunks()
     assert kb.size == len(chunks) == sum(d.chunks for d in docs)
-    shared = {id(e) for e in engines if e.settings.data_dir == data_dir and e.kb is not kb}
+    shared = {id(e) for e in engines if e.settings.data_dir == data_dir and e.store is not kb}
     assert len(shared) == 1, f"{len(shared)} engines served the sessions; st.cache_resource should share one"

@@ -9,7 +9,7 @@ import pytest
 
 from rag_core.config import Settings
 from rag_core.embedding import Embedder
-from rag_core.pipeline import Engine
+from rag_core.engine import Engine
 
 from .conftest import CORPUS, needs_corpus
 
@@ -54,8 +54,8 @@ def test_robustness_files_each_get_the_right_status(tmp_path: Path, embedder: Em
     # The KB is consistent after the batch: every listed document has all its chunks and vectors.
     docs = engine.documents()
     assert len(docs) == sum(1 for s, _, _ in EXPECTED.values() if s == "added")
-    chunks = engine.kb.all_chunks()
-    assert engine.kb.size == len(chunks) == sum(d.chunks for d in docs)
+    chunks = engine.store.all_chunks()
+    assert engine.store.size == len(chunks) == sum(d.chunks for d in docs)
     assert {c.document_id for c in chunks} == {d.document_id for d in docs}
     cjk = engine.search("你好世界", k=3)
     assert any(h.document.startswith("cjk-thai") for h in cjk)

@@ -39,8 +39,9 @@ from filelock import FileLock
 
 from rag_core.config import Settings
 from rag_core.embedding import Embedder
-from rag_core.pipeline import Engine
-from rag_core.store import DB_NAME, LOCK_NAME, DocumentInfo, KnowledgeBase
+from rag_core.engine import Engine
+from rag_core.store import DB_NAME, LOCK_NAME, LocalStore
+from rag_core.types import DocumentInfo
 
 from .conftest import CORPUS, make_pdf
 
@@ -184,7 +185,7 @@ class Snapshot:
 
 
 def snapshot(data_dir: Path) -> Snapshot:
-    kb = KnowledgeBase(data_dir)
+    kb = LocalStore(data_dir)
     chunks: dict[str, list[tuple[int, int, str]]] = {}
     for c in kb.all_chunks():
         chunks.setdefault(c.document_id, []).append((c.chunk_id, c.page, c.text))
@@ -198,14 +199,14 @@ def snapshot(data_dir: Path) -> Snapshot:
 
 def assert_whole(data_dir: Path) -> Snapshot:
     """No half document: every listed document has all its chunks, vectors, pages and original; no stray vector."""
-    kb = KnowledgeBase(data_dir)  # it opens
+    kb = LocalStore(data_dir)  # it opens
     now = snapshot(data_dir)
     assert set(now.chunks) <= set(now.docs), "chunk rows of a document that is not listed"
     for doc in now.docs.values():
         assert len(now.chunks.get(doc.document_id, [])) == doc.chunks, f"{doc.name}: chunk rows missing"
-        original = kb.original_path(doc)
+        original = kb.original(doc)
         assert original is not None, f"{doc.name}: original missing"
-        assert hashlib.sha256(original.read_bytes()).hexdigest() == doc.sha256, f"{doc.name}: original differs"
+        assert hashlib.sha256(original).hexdigest() == doc.sha256, f"{doc.name}: original differs"
     row_ids = {cid for rows in now.chunks.values() for cid, _, _ in rows}
     assert set(now.vectors) == row_ids, "vectors and chunk rows differ"
     assert kb.size == len(row_ids)
@@ -337,13 +338,13 @@ def test_sigkill_during_parse_embedding_and_save_loses_nothing(
     survived("embedding")
 
     # 4. During the save, waiting for the writer lock another writer holds.
-    generation = KnowledgeBase(kb_dir).generation()
+    generation = LocalStore(kb_dir).generation()
     with FileLock(str(kb_dir / LOCK_NAME)), ingest(kb_dir, [files.save]) as run:
         run.wait_for(lambda e: e == ("saving", 0, 1))
         time.sleep(0.3)
         assert run.proc.poll() is None and run.last == ("saving", 0, 1)
         assert_exit(run.kill())
-    assert KnowledgeBase(kb_dir).generation() == generation
+    assert LocalStore(kb_dir).generation() == generation
     survived("save: waiting for the writer lock")
 
     # 5. During the save, after the next index generation is on disk but before the rows are committed.
@@ -362,7 +363,7 @@ def test_sigkill_during_parse_embedding_and_save_loses_nothing(
         finally:
             db.execute("ROLLBACK")
             db.close()
-    assert KnowledgeBase(kb_dir).generation() == generation  # the new generation was never committed
+    assert LocalStore(kb_dir).generation() == generation  # the new generation was never committed
     assert list((kb_dir / "originals").glob(f"{sha}.*")), "the kill came before the save began"
     survived("save: index written, rows not committed")
 
@@ -370,7 +371,7 @@ def test_sigkill_during_parse_embedding_and_save_loses_nothing(
     with ingest(kb_dir, [files.save]) as run:
         run.wait_for(lambda e: e == ("saving", 0, 1))
         assert_exit(run.kill())
-    landed = any(d.sha256 == sha for d in KnowledgeBase(kb_dir).documents())
+    landed = any(d.sha256 == sha for d in LocalStore(kb_dir).documents())
     survived(f"save: free-running ({'committed' if landed else 'not committed'} when killed)")
 
     # Run the interrupted ingests again: they complete, and everything listed is whole.

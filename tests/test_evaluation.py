@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rag_core.evaluation import QAFormatError, QAItem, evaluate, load_qa
-from rag_core.retrieval import Hit
+from rag_core.types import Hit
 
 
 def _hits(*docs_pages: tuple[str, int]) -> list[Hit]:
@@ -37,7 +37,7 @@ class TestEvaluate:
         assert report.n == 4
         assert report.hit_at == {1: 0.25, 3: 0.5, 5: 0.75}
         assert report.mrr == pytest.approx((1 + 1 / 3 + 0 + 1 / 5) / 4)
-        assert [q["hit_rank"] for q in report.questions] == [1, 3, None, 5]
+        assert [q.hit_rank for q in report.questions] == [1, 3, None, 5]
         assert set(report.to_json()) >= {"n", "hit@1", "hit@3", "hit@5", "mrr", "refused_unanswerable", "questions"}
 
 

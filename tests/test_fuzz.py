@@ -24,9 +24,10 @@ import pytest
 
 from rag_core.config import Settings
 from rag_core.embedding import Embedder
+from rag_core.engine import Engine
+from rag_core.ingest import SAMPLE_PDF
 from rag_core.loaders import LoadError
 from rag_core.parsepool import ParsePool, parse_file
-from rag_core.pipeline import SAMPLE_PDF, Engine
 
 from .conftest import CORPUS, LEAVE_POLICY
 from .hostile import mutate, raw_pdf
@@ -132,7 +133,7 @@ def test_mutated_files_through_the_engine_leave_a_whole_kb(
     print(f"\nfuzz through the engine: {ENGINE_CASES} files; {dict(statuses.most_common())}")
     assert not problems, problems[:10]
     docs = engine.documents()
-    chunks = engine.kb.all_chunks()
-    assert engine.kb.size == len(chunks) == sum(d.chunks for d in docs)
+    chunks = engine.store.all_chunks()
+    assert engine.store.size == len(chunks) == sum(d.chunks for d in docs)
     assert {c.document_id for c in chunks} == {d.document_id for d in docs}
     assert statuses["added"] >= 1

@@ -8,9 +8,9 @@ import pytest
 
 from rag_core.config import Settings
 from rag_core.embedding import Embedder
+from rag_core.engine import Engine
 from rag_core.lexical import LexicalIndex, tokenize
-from rag_core.pipeline import Engine
-from rag_core.store import KnowledgeBase
+from rag_core.store import LocalStore
 
 CLAUSES = "\n\n".join(
     f"Section 2635.20{i} covers gifts from outside sources and how their market value is assessed by the "
@@ -35,34 +35,34 @@ class TestTokenize:
 
 class TestLexicalIndex:
     def test_persisted_per_generation_and_reloaded(self, engine: Engine) -> None:
-        generation = engine.kb.generation()
-        assert (engine.kb.data_dir / f"bm25-{generation}" / "ids.npy").exists()
-        fresh = LexicalIndex(KnowledgeBase(engine.kb.data_dir))
+        generation = engine.store.generation()
+        assert (engine.store.cache_dir / f"bm25-{generation}" / "ids.npy").exists()
+        fresh = LexicalIndex(LocalStore(engine.store.cache_dir))
         first = fresh.search(["2635.207"], 3)[0]
-        assert first and engine.kb.chunks_by_ids([first[0][1]])[first[0][1]].text.startswith("Section 2635.207 ")
-        assert fresh.search(["2635.207"], 3) == engine.lexical.search(["2635.207"], 3)
+        assert first and engine.store.chunks_by_ids([first[0][1]])[first[0][1]].text.startswith("Section 2635.207 ")
+        assert fresh.search(["2635.207"], 3) == engine.searcher.lexical.search(["2635.207"], 3)
 
     def test_ids_match_the_faiss_ids(self, engine: Engine) -> None:
-        _, ids, _ = engine.kb.chunk_texts()
-        found = {cid for q in engine.lexical.search(["gifts", "bereavement"], 50) for _, cid in q}
+        _, ids, _ = engine.store.chunk_texts()
+        found = {cid for q in engine.searcher.lexical.search(["gifts", "bereavement"], 50) for _, cid in q}
         assert found and found <= set(ids)
 
     def test_delete_removes_from_bm25(self, engine: Engine) -> None:
-        assert engine.lexical.search(["bereavement"], 5)[0]
+        assert engine.searcher.lexical.search(["bereavement"], 5)[0]
         engine.delete("leave.txt")
-        assert engine.lexical.search(["bereavement"], 5) == [[]]
-        assert LexicalIndex(engine.kb).search(["bereavement"], 5) == [[]]  # from disk too
-        old = [p.name for p in engine.kb.data_dir.glob("bm25-*")]
-        assert f"bm25-{engine.kb.generation()}" in old and len(old) <= 2
+        assert engine.searcher.lexical.search(["bereavement"], 5) == [[]]
+        assert LexicalIndex(engine.store).search(["bereavement"], 5) == [[]]  # from disk too
+        old = [p.name for p in engine.store.cache_dir.glob("bm25-*")]
+        assert f"bm25-{engine.store.generation()}" in old and len(old) <= 2
 
     def test_rebuilds_when_cache_missing_or_damaged(self, engine: Engine) -> None:
-        path = engine.kb.data_dir / f"bm25-{engine.kb.generation()}"
+        path = engine.store.cache_dir / f"bm25-{engine.store.generation()}"
         (path / "ids.npy").write_bytes(b"garbage")
-        assert LexicalIndex(engine.kb).search(["bereavement"], 1)[0]
+        assert LexicalIndex(engine.store).search(["bereavement"], 1)[0]
 
     def test_unknown_words_and_empty_kb(self, engine: Engine, tmp_path: Path) -> None:
-        assert engine.lexical.search(["zzzzqqq the of"], 5) == [[]]
-        assert LexicalIndex(KnowledgeBase(tmp_path / "empty")).search(["gifts"], 5) == [[]]
+        assert engine.searcher.lexical.search(["zzzzqqq the of"], 5) == [[]]
+        assert LexicalIndex(LocalStore(tmp_path / "empty")).search(["gifts"], 5) == [[]]
 
 
 class TestHybrid:

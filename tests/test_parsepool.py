@@ -18,6 +18,8 @@ import pytest
 
 from rag_core.config import Settings
 from rag_core.embedding import Embedder
+from rag_core.engine import Engine
+from rag_core.ingest import SAMPLE_PDF
 from rag_core.loaders import (
     ParseOutOfMemory,
     ParserCrashed,
@@ -27,7 +29,6 @@ from rag_core.loaders import (
     load_bytes,
 )
 from rag_core.parsepool import ParsePool, parse_file
-from rag_core.pipeline import SAMPLE_PDF, Engine
 
 from .hostile import raw_pdf, surrogate_pdf
 
@@ -171,7 +172,7 @@ class TestEngineLimits:
         engine = Engine(Settings(data_dir=tmp_path / "kb"), embedder=embedder)
         result = engine.ingest_bytes("crafted.pdf", surrogate_pdf())
         assert result.status == "added", result
-        assert "\ufffd" in engine.kb.all_chunks()[0].text
+        assert "\ufffd" in engine.store.all_chunks()[0].text
         assert engine.search("parental leave", k=1)[0].document == "crafted.pdf"
 
     def test_text_the_model_cannot_read_fails_as_no_text(self, tmp_path: Path, embedder: Embedder) -> None:

@@ -1,0 +1,115 @@
+"""A local causal language model through transformers (`hf:<model id or local dir>`)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from rag_core.answer.generators import GeneratorError, GeneratorUnavailable
+from rag_core.answer.prompt import build_prompt, chat_messages
+from rag_core.embedding.loading import scoped_load
+from rag_core.types import Hit
+
+
+class HFGenerator:
+    """A local causal LM through transformers. Loads offline unless downloads are allowed.
+
+    The prompt is fitted to the model's context window minus the answer budget by dropping the
+    lowest-ranked passages, never by cutting text blindly (GPT-2 has 1024 positions).
+    """
+
+    def __init__(
+        self,
+        model_id: str,
+        *,
+        allow_downloads: bool = False,
+        max_new_tokens: int = 200,
+        device: str | None = None,
+    ):
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1; got {max_new_tokens}")
+        self.name = f"hf:{model_id}"
+        self.max_new_tokens = max_new_tokens
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            local_only = not allow_downloads
+            with scoped_load(local_only):  # offline and without progress bars, for this load only
+                self.tokenizer: Any = AutoTokenizer.from_pretrained(model_id, local_files_only=local_only)
+                loaded: Any = AutoModelForCausalLM.from_pretrained(model_id, local_files_only=local_only)
+        except Exception as e:
+            raise GeneratorUnavailable(
+                f"language model {model_id!r} is not available on this machine ({type(e).__name__}). "
+                "Give the path of a local model directory (hf:/path/to/model), or download it on a "
+                "machine with network access and set RAG_ALLOW_DOWNLOADS=1; meanwhile the extractive "
+                "answerer is used"
+            ) from e
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model: Any = loaded.to(self.device)
+        self.model.eval()
+        config = self.model.config
+        window = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+        self.context_window = int(window or min(self.tokenizer.model_max_length, 4096))
+        if self.context_window <= self.max_new_tokens + 16:
+            raise GeneratorUnavailable(
+                f"{model_id!r} has a context window of {self.context_window} tokens, too small for "
+                f"{self.max_new_tokens} answer tokens plus a prompt"
+            )
+
+    def _render(self, question: str, hits: Sequence[Hit] | None) -> str:
+        if getattr(self.tokenizer, "chat_template", None):
+            return str(
+                self.tokenizer.apply_chat_template(
+                    chat_messages(question, hits), tokenize=False, add_generation_prompt=True
+                )
+            )
+        return build_prompt(question, hits)
+
+    def _tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def prepare(self, question: str, hits: Sequence[Hit] | None) -> tuple[str, list[Hit]]:
+        budget = self.context_window - self.max_new_tokens
+        kept = list(hits) if hits is not None else None
+        prompt = self._render(question, kept)
+        while kept and self._tokens(prompt) > budget:
+            kept = kept[:-1]  # drop the lowest-ranked passage
+            prompt = self._render(question, kept)
+        if self._tokens(prompt) > budget:
+            raise GeneratorError(
+                f"the question alone is longer than {self.name}'s context window ({self.context_window} tokens)"
+            )
+        return prompt, list(kept or [])
+
+    def stream(self, question: str, hits: Sequence[Hit] | None) -> Iterator[str]:
+        import torch
+        from transformers import TextIteratorStreamer
+
+        prompt, _ = self.prepare(question, hits)
+        inputs = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self.device)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    self.model.generate(
+                        **inputs,
+                        streamer=streamer,
+                        max_new_tokens=self.max_new_tokens,
+                        do_sample=False,
+                        pad_token_id=pad,
+                    )
+            except BaseException as e:  # surface in the caller's thread, and unblock the streamer
+                errors.append(e)
+                streamer.end()  # type: ignore[no-untyped-call]  # transformers ships it unannotated
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        yield from streamer
+        thread.join()
+        if errors:
+            raise GeneratorError(f"{self.name} failed while generating: {errors[0]}") from errors[0]

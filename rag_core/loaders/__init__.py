@@ -1,0 +1,107 @@
+"""File bytes -> a `LoadedFile` of clean text pages. The only package that knows file formats.
+
+What it holds: one module per format family (`pdf`, `text`), the text normalisation they share
+(`normalize`), and one typed error per way a file can fail (`errors`), each with a message a person
+can act on. `load_bytes` detects the type from the bytes, not the name (a PDF named `notes.txt` is
+read as a PDF), and hands the file to its format module. What it leaves out: chunking, storage, OCR.
+
+Adding a format (Word, HTML, slides, OCR): a sibling module with
+  - `SUFFIXES`, the lower-case extensions it reads (they join `SUPPORTED_SUFFIXES`, which the upload
+    page and the CLI offer);
+  - a check on the bytes (`is_pdf(data)`; a zip-based format looks inside the zip, not at the name);
+  - a `load_...(data, *, max_pages) -> LoadedFile` that normalises with `normalize_text`, keeps
+    1-based page numbers, respects `MAX_PAGE_CHARS`/`MAX_FILE_CHARS` and raises `errors` classes;
+  - a branch in `load_bytes` before the text fallback (text accepts any bytes that are not binary),
+    its `FileKind` in `rag_core.types`, and its tests in tests/loaders/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rag_core.loaders.errors import (
+    MAX_FILE_CHARS,
+    MAX_PAGE_CHARS,
+    DamagedFile,
+    EmptyFile,
+    FileTooLarge,
+    LoadError,
+    NoExtractableText,
+    ParseOutOfMemory,
+    ParserCrashed,
+    ParseTimeout,
+    PasswordRequired,
+    TooManyPages,
+    TooMuchText,
+    UnsupportedType,
+    out_of_memory_message,
+    too_large_message,
+    too_much_text_message,
+)
+from rag_core.loaders.normalize import normalize_text
+from rag_core.loaders.pdf import SUFFIXES as _PDF_SUFFIXES
+from rag_core.loaders.pdf import is_pdf, load_pdf
+from rag_core.loaders.text import SUFFIXES as _TEXT_SUFFIXES
+from rag_core.loaders.text import decode_text, is_text, load_text
+from rag_core.types import LoadedFile
+
+# Every extension PolicyPal reads, with the dot, lower-case: the upload page's file filter and the CLI help.
+SUPPORTED_SUFFIXES: tuple[str, ...] = (*_PDF_SUFFIXES, *_TEXT_SUFFIXES)
+
+
+def load_path(path: str | Path, *, max_bytes: int | None = None, max_pages: int | None = None) -> LoadedFile:
+    """Read a file from disk and load it (see `load_bytes`); an oversized file is refused before reading."""
+    path = Path(path)
+    size = path.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise FileTooLarge(too_large_message(size, max_bytes))
+    return load_bytes(path.read_bytes(), path.name, max_bytes=max_bytes, max_pages=max_pages)
+
+
+def load_bytes(data: bytes, name: str, *, max_bytes: int | None = None, max_pages: int | None = None) -> LoadedFile:
+    """Detect the type of `data` and extract its pages. Raises a `LoadError` subclass on failure.
+
+    >>> load_bytes(b"Remote work needs approval.", "remote.md").pages
+    [Page(number=1, text='Remote work needs approval.')]
+    """
+    if len(data) == 0:
+        raise EmptyFile("the file is empty (0 bytes): upload the document again")
+    if max_bytes is not None and len(data) > max_bytes:
+        raise FileTooLarge(too_large_message(len(data), max_bytes))
+    suffix = Path(name).suffix.lower()
+    if is_pdf(data):
+        return load_pdf(data, max_pages=max_pages)
+    if suffix in _PDF_SUFFIXES:
+        raise DamagedFile("could not be read: damaged PDF (no %PDF- header; the file is named .pdf but is not a PDF)")
+    if is_text(data, suffix):
+        return load_text(data)
+    raise UnsupportedType(
+        f"unsupported file type {suffix or '(no extension)'!s}: PolicyPal reads {', '.join(SUPPORTED_SUFFIXES)} files"
+    )
+
+
+__all__ = [
+    "MAX_FILE_CHARS",
+    "MAX_PAGE_CHARS",
+    "SUPPORTED_SUFFIXES",
+    "DamagedFile",
+    "EmptyFile",
+    "FileTooLarge",
+    "LoadError",
+    "NoExtractableText",
+    "ParseOutOfMemory",
+    "ParseTimeout",
+    "ParserCrashed",
+    "PasswordRequired",
+    "TooManyPages",
+    "TooMuchText",
+    "UnsupportedType",
+    "decode_text",
+    "is_pdf",
+    "load_bytes",
+    "load_path",
+    "normalize_text",
+    "out_of_memory_message",
+    "too_large_message",
+    "too_much_text_message",
+]

@@ -1,0 +1,382 @@
+"""The local knowledge store: SQLite rows, FAISS vector generations and the original files, in one data dir.
+
+    kb.sqlite3                documents, pages, chunks, meta (embedder, dimension, generation, index info)
+    index-<g>.faiss, ann-<g>.faiss   the vectors of generation g (rag_core.store.vectors)
+    originals/<sha256>.<ext>  the uploaded bytes, named by content hash (never by the user's file name)
+    kb.lock                   the cross-process writer lock
+
+One writer at a time (a thread lock inside the process, a file lock across processes); any number of
+readers, in any number of processes. SQLite runs in WAL mode, so a reader's transaction is a snapshot
+while a writer commits. Every write goes through `LocalStore._publish`: the next generation's vector
+files first, then the rows and the new generation number in one transaction, then readers are moved on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from filelock import FileLock
+
+from rag_core.store.protocol import DuplicateDocument, StoreError, check_recorded_embedder, resolve_ref
+from rag_core.store.vectors import DEFAULT_ANN_THRESHOLD, VectorGenerations, fsync_file
+from rag_core.types import ChunkRow, DocumentInfo, FloatArray, IndexInfo, IndexKind, IntArray, NewDocument
+
+SCHEMA_VERSION = 1
+DB_NAME = "kb.sqlite3"
+LOCK_NAME = "kb.lock"
+ORIGINALS = "originals"
+_SQL_BATCH = 30_000  # below SQLite's smallest compiled-in limit on host parameters (32,766)
+
+# Databases written before the `status` and `error` columns were dropped from `documents` still have
+# them; both have defaults, so the inserts below work on either.
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    pages INTEGER NOT NULL,
+    chunks INTEGER NOT NULL,
+    added_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pages (
+    document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    page INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    PRIMARY KEY (document_id, page)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY,
+    document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    page INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    norm REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_id);
+"""
+
+_DOCUMENTS = "SELECT id, name, sha256, kind, bytes, pages, chunks, added_at FROM documents"
+_CHUNKS = (
+    "SELECT c.id, c.document_id, d.name, c.page, c.start, c.end, c.text, c.norm "
+    "FROM chunks c JOIN documents d ON d.id = c.document_id"
+)
+
+
+class LocalStore:
+    """A `KnowledgeStore` in one data dir. Safe to share between threads; many processes may read, one
+    writes at a time."""
+
+    def __init__(self, data_dir: str | Path, *, ann_threshold: int = DEFAULT_ANN_THRESHOLD):
+        self.data_dir = Path(data_dir)
+        self._thread_lock = threading.RLock()
+        self._vectors = VectorGenerations(self.data_dir, self._snapshot, self._thread_lock, ann_threshold=ann_threshold)
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            raise StoreError(f"data dir {self.data_dir} is a file, not a directory")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / ORIGINALS).mkdir(exist_ok=True)
+        self.db_path = self.data_dir / DB_NAME
+        self._file_lock = FileLock(str(self.data_dir / LOCK_NAME), thread_local=False)
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+            db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            version = int(_meta(db, "schema_version") or SCHEMA_VERSION)
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.db_path} was written by a newer PolicyPal (schema {version}); upgrade PolicyPal")
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self.data_dir)!r})"
+
+    @property
+    def ann_threshold(self) -> int:
+        return self._vectors.ann_threshold
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir
+
+    # ---------------------------------------------------------------- connections and meta
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A short-lived connection; WAL gives readers a snapshot while a writer commits."""
+        db = sqlite3.connect(self.db_path, timeout=60, isolation_level=None, check_same_thread=False)
+        try:
+            _set_wal(db)
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            yield db
+        finally:
+            db.close()
+
+    def meta(self, key: str) -> str | None:
+        with self._connect() as db:
+            return _meta(db, key)
+
+    @property
+    def embedder_name(self) -> str | None:
+        return self.meta("embedder")
+
+    @property
+    def dimension(self) -> int | None:
+        value = self.meta("dimension")
+        return None if value is None else int(value)
+
+    def generation(self) -> int:
+        return int(self.meta("generation") or 0)
+
+    def check_embedder(self, name: str, dimension: int | None = None) -> None:
+        check_recorded_embedder(str(self.data_dir), self.embedder_name, self.dimension, name, dimension)
+
+    def _snapshot(self) -> tuple[int, IndexInfo]:
+        """(generation, its index info), read in one query so the two always belong together."""
+        with self._connect() as db:
+            rows = dict(
+                db.execute(
+                    "SELECT key, value FROM meta WHERE key = 'generation' OR key LIKE 'index_%' OR key LIKE 'ann_%'"
+                ).fetchall()
+            )
+        return int(rows.get("generation", "0")), index_info_of(rows)
+
+    def index_info(self) -> IndexInfo:
+        return self._vectors.current().info
+
+    @property
+    def size(self) -> int:
+        return self._vectors.current().size
+
+    @contextlib.contextmanager
+    def write_lock(self, timeout: float = 600) -> Iterator[None]:
+        """One writer at a time: a thread lock inside the process, a file lock across processes."""
+        with self._thread_lock, self._file_lock.acquire(timeout=timeout):
+            yield
+
+    # ---------------------------------------------------------------- reading
+
+    def documents(self) -> list[DocumentInfo]:
+        with self._connect() as db:
+            rows = db.execute(f"{_DOCUMENTS} ORDER BY added_at, name").fetchall()
+        return [DocumentInfo(*row) for row in rows]
+
+    def find_by_sha(self, sha256: str) -> DocumentInfo | None:
+        with self._connect() as db:
+            row = db.execute(f"{_DOCUMENTS} WHERE sha256 = ?", (sha256,)).fetchone()
+        return None if row is None else DocumentInfo(*row)
+
+    def resolve(self, ref: str) -> DocumentInfo:
+        return resolve_ref(self.documents(), ref)
+
+    def chunks_by_ids(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
+        with self._connect() as db:
+            rows = _rows_by_ids(db, f"{_CHUNKS} WHERE c.id IN ({{marks}})", ids)
+        return {int(r[0]): ChunkRow(*r) for r in rows}
+
+    def norms(self, ids: Sequence[int] | IntArray) -> FloatArray:
+        with self._connect() as db:
+            by_id = dict(_rows_by_ids(db, "SELECT id, norm FROM chunks WHERE id IN ({marks})", ids))
+        return np.array([by_id.get(int(i), 1.0) for i in ids], dtype=np.float32)
+
+    def all_chunks(self) -> list[ChunkRow]:
+        with self._connect() as db:
+            rows = db.execute(f"{_CHUNKS} ORDER BY c.id").fetchall()
+        return [ChunkRow(*r) for r in rows]
+
+    def chunk_texts(self) -> tuple[int, list[int], list[str]]:
+        with self._connect() as db:
+            db.execute("BEGIN")
+            generation = int(_meta(db, "generation") or 0)
+            rows = db.execute("SELECT id, text FROM chunks ORDER BY id").fetchall()
+            db.execute("COMMIT")
+        return generation, [int(r[0]) for r in rows], [str(r[1]) for r in rows]
+
+    def vectors(self, ids: Sequence[int] | None = None) -> tuple[IntArray, FloatArray]:
+        found = self._vectors.vectors(ids)
+        if found is None:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self.dimension or 0), dtype=np.float32)
+        return found
+
+    def search(self, query: FloatArray, k: int, *, exact: bool = False) -> tuple[FloatArray, IntArray]:
+        return self._vectors.search(query, k, exact=exact)
+
+    def original(self, doc: DocumentInfo) -> bytes | None:
+        matches = sorted((self.data_dir / ORIGINALS).glob(f"{doc.sha256}.*"))
+        return matches[0].read_bytes() if matches else None
+
+    # ---------------------------------------------------------------- writing
+
+    def add(self, doc: NewDocument) -> DocumentInfo:
+        with self.write_lock():
+            self.check_embedder(doc.embedder, doc.dimension)
+            existing = self.find_by_sha(doc.sha256)
+            if existing is not None:
+                raise DuplicateDocument(existing)
+            self._save_original(doc.sha256, doc.kind, doc.data)
+            next_id = int(self.meta("next_chunk_id") or 1)
+            ids = np.arange(next_id, next_id + len(doc.chunks), dtype=np.int64)
+            added_at = datetime.now(UTC).isoformat(timespec="seconds")
+            info = DocumentInfo(
+                document_id=doc.document_id,
+                name=doc.name,
+                sha256=doc.sha256,
+                kind=doc.kind,
+                bytes=len(doc.data),
+                pages=doc.page_count,
+                chunks=len(doc.chunks),
+                added_at=added_at,
+            )
+
+            def write_rows(db: sqlite3.Connection) -> None:
+                db.execute(
+                    "INSERT INTO documents(id, name, sha256, kind, bytes, pages, chunks, added_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (doc.document_id, doc.name, doc.sha256, doc.kind, info.bytes, info.pages, info.chunks, added_at),
+                )
+                db.executemany(
+                    "INSERT INTO pages(document_id, page, text) VALUES (?, ?, ?)",
+                    [(info.document_id, p.number, p.text) for p in doc.pages],
+                )
+                db.executemany(
+                    "INSERT INTO chunks(id, document_id, page, start, end, text, norm) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (int(i), info.document_id, c.page, c.start, c.end, c.text, float(n))
+                        for i, c, n in zip(ids, doc.chunks, doc.norms, strict=True)
+                    ],
+                )
+                _set_meta(db, "embedder", doc.embedder)
+                _set_meta(db, "dimension", str(doc.dimension))
+                _set_meta(db, "next_chunk_id", str(next_id + len(doc.chunks)))
+
+            self._publish(write_rows, dimension=doc.dimension, added=(ids, doc.vectors))
+        return info
+
+    def delete(self, ref: str) -> DocumentInfo:
+        with self.write_lock():
+            doc = self.resolve(ref)
+            with self._connect() as db:
+                rows = db.execute("SELECT id FROM chunks WHERE document_id = ?", (doc.document_id,)).fetchall()
+            removed = np.asarray([int(r[0]) for r in rows], dtype=np.int64)
+
+            def write_rows(db: sqlite3.Connection) -> None:
+                db.execute("DELETE FROM chunks WHERE document_id = ?", (doc.document_id,))
+                db.execute("DELETE FROM pages WHERE document_id = ?", (doc.document_id,))
+                db.execute("DELETE FROM documents WHERE id = ?", (doc.document_id,))
+                if db.execute("SELECT COUNT(*) FROM documents").fetchone()[0] == 0:
+                    # An empty store may be re-used with another embedder.
+                    db.execute("DELETE FROM meta WHERE key IN ('embedder', 'dimension')")
+
+            self._publish(write_rows, dimension=self.dimension or 1, removed=removed)
+            for path in (self.data_dir / ORIGINALS).glob(f"{doc.sha256}.*"):
+                path.unlink(missing_ok=True)
+        return doc
+
+    def _publish(
+        self,
+        write_rows: Callable[[sqlite3.Connection], None],
+        *,
+        dimension: int,
+        added: tuple[IntArray, FloatArray] | None = None,
+        removed: IntArray | None = None,
+    ) -> None:
+        """Move to the next generation; the write lock must be held.
+
+        Its vector files are written first; then `write_rows`, the generation number and the index info
+        commit in one transaction; then readers are moved on. A crash before the commit leaves the
+        current generation, whose files are untouched; a crash after it leaves the next one complete.
+        """
+        staged = self._vectors.stage(self.generation() + 1, dimension=dimension, added=added, removed=removed)
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                write_rows(db)
+                _set_meta(db, "generation", str(staged.number))
+                for key, value in index_meta(staged.info).items():
+                    _set_meta(db, key, value)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        self._vectors.publish(staged)
+
+    def _save_original(self, sha: str, kind: str, data: bytes) -> None:
+        ext = "pdf" if kind == "pdf" else "txt"
+        final = self.data_dir / ORIGINALS / f"{sha}.{ext}"
+        if final.exists():
+            return
+        tmp = final.with_suffix(f".{ext}.tmp")
+        tmp.write_bytes(data)
+        fsync_file(tmp)
+        tmp.replace(final)
+
+
+# ---------------------------------------------------------------------------- the meta table
+
+
+def index_meta(info: IndexInfo) -> dict[str, str]:
+    """The meta rows that record `info` beside its generation."""
+    return {
+        "index_kind": info.kind,
+        "index_size": str(info.size),
+        "ann_nlist": str(info.nlist),
+        "ann_nprobe": str(info.nprobe),
+        "ann_recall_at_10": f"{info.recall_at_10:.4f}",
+        "ann_trained_size": str(info.trained_size),
+    }
+
+
+def index_info_of(meta: dict[str, str]) -> IndexInfo:
+    """The `IndexInfo` recorded in meta rows (an exact, empty index when none is)."""
+    kind: IndexKind = "ivf" if meta.get("index_kind") == "ivf" else "flat"
+    return IndexInfo(
+        kind=kind,
+        size=int(meta.get("index_size", "0")),
+        nlist=int(meta.get("ann_nlist", "0")),
+        nprobe=int(meta.get("ann_nprobe", "0")),
+        recall_at_10=float(meta.get("ann_recall_at_10", "1")),
+        trained_size=int(meta.get("ann_trained_size", "0")),
+    )
+
+
+def _meta(db: sqlite3.Connection, key: str) -> str | None:
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
+    db.execute(
+        "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+
+
+def _rows_by_ids(db: sqlite3.Connection, sql: str, ids: Sequence[int] | IntArray) -> list[Any]:
+    """The rows of `sql` (whose `{marks}` stands for the id list) for every id, in batches SQLite accepts."""
+    rows: list[Any] = []
+    for s in range(0, len(ids), _SQL_BATCH):
+        part = [int(i) for i in ids[s : s + _SQL_BATCH]]
+        rows.extend(db.execute(sql.format(marks=",".join("?" * len(part))), part).fetchall())
+    return rows
+
+
+def _set_wal(db: sqlite3.Connection, patience: float = 60.0) -> None:
+    """Switch to WAL. Two processes creating a store at once can make the switch fail with "database is
+    locked" at once (SQLite does not wait on the busy timeout there): retry for a while."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

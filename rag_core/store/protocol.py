@@ -1,0 +1,165 @@
+"""The storage contract: what every knowledge-store backend offers, and the errors it raises.
+
+A store holds documents as rows (the document, its pages, its chunks with their texts and norms) and
+one unit vector per chunk, all of one embedder. It never parses, chunks or embeds: a `NewDocument`
+arrives complete. Every write is atomic and moves the store to its next generation; a reader sees the
+state before a write or after it, never part of one.
+
+Besides the contract, this module holds the parts of a store that do not depend on where the rows
+live: resolving a user's reference to a document and the embedder check's message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from rag_core.types import ChunkRow, DocumentInfo, FloatArray, IndexInfo, IntArray, NewDocument
+
+
+class StoreError(Exception):
+    """Base class of knowledge-store errors."""
+
+
+class EmbedderMismatch(StoreError):
+    """The store was built with another embedder; mixing vector spaces would give garbage rankings."""
+
+
+class DocumentNotFound(StoreError):
+    pass
+
+
+class AmbiguousDocument(StoreError):
+    pass
+
+
+class DuplicateDocument(StoreError):
+    def __init__(self, existing: DocumentInfo):
+        super().__init__(f"already in the knowledge base as {existing.name!r} ({existing.document_id})")
+        self.existing = existing
+
+
+@runtime_checkable
+class KnowledgeStore(Protocol):
+    """Rows and vectors of one knowledge base. Safe to share between threads."""
+
+    @property
+    def embedder_name(self) -> str | None:
+        """The embedder every stored vector came from; None while the store holds no document."""
+        ...
+
+    @property
+    def dimension(self) -> int | None:
+        """The stored vectors' dimension; None while the store holds no document."""
+        ...
+
+    @property
+    def size(self) -> int:
+        """Number of stored vectors (= chunks)."""
+        ...
+
+    @property
+    def cache_dir(self) -> Path:
+        """A local directory where derived caches (BM25 indexes, map layouts) may be written."""
+        ...
+
+    def generation(self) -> int:
+        """A number that moves on with every write; 0 for a store never written to."""
+        ...
+
+    def check_embedder(self, name: str, dimension: int | None = None) -> None:
+        """Raise `EmbedderMismatch` unless the store holds no vectors or was built with `name`."""
+        ...
+
+    def index_info(self) -> IndexInfo:
+        """The kind of index serving searches now, its size and its measured recall."""
+        ...
+
+    # ---------------------------------------------------------------- reading
+
+    def documents(self) -> list[DocumentInfo]:
+        """Every stored document, oldest first."""
+        ...
+
+    def find_by_sha(self, sha256: str) -> DocumentInfo | None: ...
+
+    def resolve(self, ref: str) -> DocumentInfo:
+        """A document by id, id prefix (>= 6 digits), SHA-256, or file name; see `resolve_ref`."""
+        ...
+
+    def chunks_by_ids(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
+        """The rows of the given chunks that exist, by chunk id."""
+        ...
+
+    def norms(self, ids: Sequence[int] | IntArray) -> FloatArray:
+        """The original (pre-normalisation) norms of the given chunks, in order; 1.0 for unknown ids."""
+        ...
+
+    def all_chunks(self) -> list[ChunkRow]:
+        """Every chunk row, in id order."""
+        ...
+
+    def chunk_texts(self) -> tuple[int, list[int], list[str]]:
+        """(generation, chunk ids, texts) read together: a consistent snapshot to index."""
+        ...
+
+    def vectors(self, ids: Sequence[int] | None = None) -> tuple[IntArray, FloatArray]:
+        """(chunk ids, unit vectors) of the given chunks in the order asked, unknown ids left out; or
+        of all of them in id order."""
+        ...
+
+    def search(self, query: FloatArray, k: int, *, exact: bool = False) -> tuple[FloatArray, IntArray]:
+        """Inner-product top-k for unit query vectors of shape (n, dim): (scores, chunk ids), -1 = none.
+        An approximate index may answer unless `exact`."""
+        ...
+
+    def original(self, doc: DocumentInfo) -> bytes | None:
+        """The uploaded bytes of a stored document (None if they are missing)."""
+        ...
+
+    # ---------------------------------------------------------------- writing
+
+    def add(self, doc: NewDocument) -> DocumentInfo:
+        """Store one document atomically. Raises `DuplicateDocument` if the same bytes (by SHA-256) are
+        in already, `EmbedderMismatch` if the store holds another embedder's vectors."""
+        ...
+
+    def delete(self, ref: str) -> DocumentInfo:
+        """Retire a document (by id, name or hash, as `resolve`): its rows, its vectors, its original.
+        The last document's deletion forgets the embedder."""
+        ...
+
+
+def resolve_ref(docs: Sequence[DocumentInfo], ref: str) -> DocumentInfo:
+    """The document `ref` names among `docs`: by id or SHA-256, then by a unique file name, then by a
+    unique id prefix of at least 6 digits."""
+    exact = [d for d in docs if ref in (d.document_id, d.sha256)]
+    if exact:
+        return exact[0]
+    by_name = [d for d in docs if d.name == ref]
+    if len(by_name) == 1:
+        return by_name[0]
+    if len(by_name) > 1:
+        ids = ", ".join(d.document_id for d in by_name)
+        raise AmbiguousDocument(f"{len(by_name)} documents are named {ref!r}; give one of the ids: {ids}")
+    prefixed = [d for d in docs if len(ref) >= 6 and d.document_id.startswith(ref.lower())]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    raise DocumentNotFound(f"no document with id or name {ref!r}; list them with `python -m rag_core docs`")
+
+
+def check_recorded_embedder(
+    where: str, recorded: str | None, recorded_dim: int | None, name: str, dimension: int | None
+) -> None:
+    """Raise `EmbedderMismatch` unless nothing is recorded or the record matches `name` (and `dimension`)."""
+    if recorded is None:
+        return
+    if recorded != name or (dimension is not None and recorded_dim != dimension):
+        asked = name if dimension is None else f"{name} ({dimension}-d)"
+        raise EmbedderMismatch(
+            f"this knowledge base ({where}) was built with {recorded} ({recorded_dim}-d), "
+            f"but the embedder asked for is {asked}. Vectors of two models cannot be "
+            f"mixed: use the recorded embedder (RAG_EMBEDDER={recorded}), or re-index into a new "
+            "data dir (--data-dir NEW_DIR, then ingest the documents again)"
+        )

@@ -1,0 +1,314 @@
+"""The vocabulary: the records that flow between PolicyPal's stages, once, as frozen dataclasses.
+
+Every stage takes and returns these; nothing passes a dict across a module boundary. Statuses, modes,
+metrics and kinds are `Literal` types, so a typo is a type error rather than a silent miss.
+
+A record's JSON form (`to_json`, the CLI's `--json` and the exports) is derived from its fields by
+`json_of`: a field marked `INTERNAL` stays out of the JSON, a field marked `json_key("x")` is written
+under another name. Adding a field therefore adds it to the JSON unless it is marked, and no
+hand-written `to_json` can drift from the record.
+
+    upload bytes -> LoadedFile(pages) -> Chunk ... -> NewDocument (+ vectors) -> store -> DocumentInfo
+    question -> Hit ... -> Answer(citations, hits)          ingest of one file -> IngestResult
+
+What it leaves out: behaviour. Records hold data and derive JSON; the services own what happens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+
+Mode = Literal["dense", "bm25", "hybrid"]
+Metric = Literal["cosine", "dot", "l2"]
+Fusion = Literal["convex", "rrf"]
+FileKind = Literal["pdf", "text"]
+IngestStatus = Literal["added", "duplicate", "failed"]
+Stage = Literal["parsing", "embedding", "saving"]
+Role = Literal["user", "assistant"]
+EncodeKind = Literal["query", "passage"]
+IndexKind = Literal["flat", "ivf"]
+ChangeKind = Literal["added", "deleted"]
+Precision = Literal["auto", "fp32", "bf16"]
+Runtime = Literal["auto", "torch", "openvino"]
+QuestionKind = str  # the QA file's own labels (fact, paraphrase, unanswerable, ...), not a closed set
+
+MODES: tuple[Mode, ...] = get_args(Mode)
+METRICS: tuple[Metric, ...] = get_args(Metric)
+FUSIONS: tuple[Fusion, ...] = get_args(Fusion)
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+RUNTIMES: tuple[Runtime, ...] = get_args(Runtime)
+
+# Field metadata understood by `json_of`.
+INTERNAL: dict[str, Any] = {"json": False}
+
+
+def json_key(name: str) -> dict[str, Any]:
+    """Metadata that writes a field under another JSON name (e.g. Answer.text as "answer")."""
+    return {"json_key": name}
+
+
+def json_of(record: Any) -> dict[str, object]:
+    """The JSON form of a record: its fields in order, less INTERNAL ones, nested records converted.
+
+    >>> json_of(Citation(1, "Leave.pdf", 3, 42))
+    {'document': 'Leave.pdf', 'page': 3, 'chunk_id': 42}
+    """
+    out: dict[str, object] = {}
+    for f in dataclasses.fields(record):
+        if f.metadata.get("json", True) is False:
+            continue
+        out[f.metadata.get("json_key", f.name)] = _plain(getattr(record, f.name))
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return json_of(value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def document_id_for(sha256: str) -> str:
+    """Content-derived id: the first 16 hex digits of the SHA-256 (64 bits; collisions are not a concern)."""
+    return sha256[:16]
+
+
+# ---------------------------------------------------------------------------- loading and chunking
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of extracted text. `number` is 1-based, as a reader counts PDF pages."""
+
+    number: int
+    text: str
+
+
+@dataclass(frozen=True)
+class LoadedFile:
+    """What a loader returns: the detected kind and the non-empty pages."""
+
+    kind: FileKind
+    pages: list[Page]
+    page_count: int  # pages in the file, including the empty ones dropped
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A span of one page's text. `text == page_text[start:end]`; `page` is 1-based."""
+
+    page: int
+    start: int
+    end: int
+    text: str
+    tokens: int
+
+
+@dataclass(frozen=True)
+class NewDocument:
+    """A document ready to store: its bytes, pages, chunks and their vectors, all of one embedder.
+
+    The store takes this and nothing else; it never parses, chunks or embeds.
+    """
+
+    name: str
+    data: bytes
+    sha256: str
+    kind: FileKind
+    page_count: int
+    pages: list[Page]
+    chunks: list[Chunk]
+    vectors: FloatArray  # (len(chunks), dimension), unit length
+    norms: FloatArray  # (len(chunks),), the vectors' norms before normalisation
+    embedder: str
+
+    def __post_init__(self) -> None:
+        n = len(self.chunks)
+        if len(self.vectors) != n or len(self.norms) != n:
+            raise ValueError(
+                f"chunks, vectors and norms must have the same length; got {n}, {len(self.vectors)}, {len(self.norms)}"
+            )
+        if not n:
+            raise ValueError("a document needs at least one chunk")
+
+    @property
+    def document_id(self) -> str:
+        return document_id_for(self.sha256)
+
+    @property
+    def dimension(self) -> int:
+        return int(self.vectors.shape[1])
+
+
+# ---------------------------------------------------------------------------- stored
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """A stored document, as `docs` lists it."""
+
+    document_id: str
+    name: str
+    sha256: str
+    kind: FileKind = field(metadata=INTERNAL)
+    bytes: int = field(metadata=INTERNAL)
+    pages: int
+    chunks: int
+    added_at: str
+
+    def to_json(self) -> dict[str, object]:
+        return json_of(self)
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """A stored chunk with its document's name."""
+
+    chunk_id: int
+    document_id: str
+    document: str
+    page: int
+    start: int
+    end: int
+    text: str
+    norm: float
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """Which vector index serves searches in one generation, and its measured recall."""
+
+    kind: IndexKind
+    size: int
+    nlist: int = 0
+    nprobe: int = 0
+    recall_at_10: float = 1.0  # measured against exact search when the index was written
+    trained_size: int = 0  # chunks the IVF lists were trained on; retrained when the KB doubles
+
+
+@dataclass(frozen=True)
+class KnowledgeChanged:
+    """Emitted by the engine after a write has been published (one per batch of uploads)."""
+
+    kind: ChangeKind
+    generation: int
+    document_ids: tuple[str, ...]
+
+
+# ---------------------------------------------------------------------------- retrieval and answers
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved passage. `score` is always its cosine similarity to the query, in every mode, so
+    the number users see and the answer threshold keep one meaning; the other retrievers' view of it
+    travels in the fields after `text`, which the CLI contract leaves out."""
+
+    rank: int
+    score: float
+    document: str
+    document_id: str
+    page: int
+    chunk_id: int
+    text: str
+    start: int = field(default=0, metadata=INTERNAL)
+    end: int = field(default=0, metadata=INTERNAL)
+    dense_rank: int | None = field(default=None, metadata=INTERNAL)  # None = not among its candidates
+    bm25_score: float | None = field(default=None, metadata=INTERNAL)
+    bm25_rank: int | None = field(default=None, metadata=INTERNAL)
+    fused_score: float | None = field(default=None, metadata=INTERNAL)
+
+    @classmethod
+    def from_row(
+        cls,
+        row: ChunkRow,
+        *,
+        rank: int,
+        score: float,
+        dense_rank: int | None = None,
+        bm25_score: float | None = None,
+        bm25_rank: int | None = None,
+        fused_score: float | None = None,
+    ) -> Hit:
+        return cls(
+            rank=rank,
+            score=score,
+            document=row.document,
+            document_id=row.document_id,
+            page=row.page,
+            chunk_id=row.chunk_id,
+            text=row.text,
+            start=row.start,
+            end=row.end,
+            dense_rank=dense_rank,
+            bm25_score=bm25_score,
+            bm25_rank=bm25_rank,
+            fused_score=fused_score,
+        )
+
+    def to_json(self) -> dict[str, object]:
+        """The hit as the CLI contract specifies it (DESIGN.md), nothing more."""
+        return json_of(self)
+
+    def evidence_json(self) -> dict[str, object]:
+        """The contract keys plus how dense and BM25 retrieval ranked it, for exports."""
+        d = dataclasses.asdict(self)
+        d.pop("start")
+        d.pop("end")
+        return d
+
+
+@dataclass(frozen=True)
+class Citation:
+    number: int = field(metadata=INTERNAL)  # the [n] marker in the answer text
+    document: str
+    page: int
+    chunk_id: int
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    text: str = field(metadata=json_key("answer"))
+    generator: str
+    grounded: bool
+    citations: list[Citation] = field(default_factory=list)
+    hits: list[Hit] = field(default_factory=list)
+    prompt: str = ""
+    warning: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return json_of(self)
+
+
+# ---------------------------------------------------------------------------- ingest
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """The outcome of one file, as the CLI prints it (`--json`) and the upload page shows it."""
+
+    file: str
+    status: IngestStatus
+    document_id: str | None
+    pages: int
+    chunks: int
+    error: str | None = None
+    error_kind: str | None = field(default=None, metadata=INTERNAL)  # a LoadError kind, "io", ...
+
+    def to_json(self) -> dict[str, object]:
+        return json_of(self)

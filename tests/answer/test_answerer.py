@@ -1,0 +1,62 @@
+"""rag_core.answer.answerer: the relevance threshold, generators built once, the fallback, citations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag_core.answer import NOT_FOUND, Answerer, GeneratorUnavailable
+from rag_core.types import FloatArray, Hit
+
+LEAVE = Hit(1, 0.8, "policy.pdf", "doc1", 4, 101, "Full-time employees accrue 20 days of paid leave per year.")
+VPN = Hit(2, 0.5, "policy.pdf", "doc1", 7, 102, "A VPN connection is required when working from home.")
+
+
+def _encode(texts: list[str]) -> FloatArray:
+    """Bag-of-letters vectors: enough for the extractive answerer to rank sentences, no model needed."""
+    out = np.zeros((len(texts), 26), np.float32)
+    for i, t in enumerate(texts):
+        for ch in t.lower():
+            if "a" <= ch <= "z":
+                out[i, ord(ch) - 97] += 1
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+class TestAnswerer:
+    def test_grounded_answer_cites_its_passage(self) -> None:
+        answer = Answerer("extractive", _encode, min_score=0.4).stream("How many days of leave?", [LEAVE, VPN]).result()
+        assert answer.grounded and "20 days" in answer.text
+        first = answer.citations[0]
+        assert (first.document, first.page, first.chunk_id) == ("policy.pdf", 4, 101)
+        assert answer.to_json()["answer"] == answer.text and "text" not in answer.to_json()
+
+    def test_below_the_threshold_nothing_is_generated(self) -> None:
+        answerer = Answerer("extractive", _encode, min_score=0.9)
+        answer = answerer.stream("How many days of leave?", [LEAVE, VPN]).result()
+        assert not answer.grounded and answer.text == NOT_FOUND and answer.citations == []
+        assert answer.hits == [LEAVE, VPN]  # the evidence is still shown
+
+    def test_generators_are_built_once_and_fall_back(self) -> None:
+        answerer = Answerer("extractive", _encode, min_score=0.4)
+        first, warning = answerer.generator()
+        assert answerer.generator("extractive")[0] is first and warning is None
+        server, warning = answerer.generator("openai:http://127.0.0.1:9/v1#m")
+        assert server.name.startswith("openai:") and warning is None  # a server is only tried when answering
+        gen, warning = answerer.generator("hf:/no/such/model/dir")
+        assert gen is first and warning and "/no/such/model/dir" in warning
+
+    def test_malformed_spec_is_a_usage_error(self) -> None:
+        with pytest.raises(ValueError, match="valid"):
+            Answerer("gpt-9", _encode, min_score=0.4)
+        with pytest.raises(ValueError, match="valid"):
+            Answerer("extractive", _encode, min_score=0.4).generator("hf:")
+
+    def test_unavailable_extractive_is_not_hidden(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from rag_core.answer import answerer as module
+
+        def broken(*a: object, **k: object) -> None:
+            raise GeneratorUnavailable("broken")
+
+        monkeypatch.setattr(module, "make_generator", broken)
+        with pytest.raises(GeneratorUnavailable):
+            Answerer("extractive", _encode, min_score=0.4).generator()

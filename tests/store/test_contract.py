@@ -1,0 +1,216 @@
+"""The storage contract, run against every backend: rows and vectors together, duplicates, deletes,
+reopening, the embedder check, snapshots and concurrent writers.
+
+Only `KnowledgeStore` members are used here, so a new backend passes these by adding itself to BACKENDS.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag_core.store import (
+    AmbiguousDocument,
+    DocumentNotFound,
+    DuplicateDocument,
+    EmbedderMismatch,
+    KnowledgeStore,
+    open_store,
+)
+from rag_core.types import DocumentInfo, FloatArray, document_id_for, sha256_hex
+
+from .conftest import DIM, new_document
+
+BACKENDS = ["local"]
+
+Opener = Callable[[], KnowledgeStore]
+
+
+@pytest.fixture(params=BACKENDS)
+def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+    """Opens another handle on one fresh, empty store (as another process would)."""
+    if request.param == "local":
+        return lambda: open_store(tmp_path / "kb")
+    raise AssertionError(f"unknown backend {request.param}")
+
+
+@pytest.fixture
+def store(reopen: Opener) -> KnowledgeStore:
+    return reopen()
+
+
+def _add(
+    store: KnowledgeStore, name: str, data: bytes, n: int = 3, seed: int = 0, embedder: str = "toy", dim: int = DIM
+) -> tuple[DocumentInfo, FloatArray]:
+    doc = new_document(name, data, n=n, seed=seed, embedder=embedder, dim=dim)
+    return store.add(doc), doc.vectors
+
+
+class TestRowsAndVectors:
+    def test_is_a_knowledge_store(self, store: KnowledgeStore) -> None:
+        assert isinstance(store, KnowledgeStore)
+        assert store.cache_dir.is_dir()
+
+    def test_add_and_search_finds_own_vectors(self, store: KnowledgeStore) -> None:
+        info, vecs = _add(store, "a.txt", b"aaa")
+        assert info.document_id == document_id_for(sha256_hex(b"aaa"))
+        scores, ids = store.search(vecs[1], 1)
+        row = store.chunks_by_ids([int(ids[0][0])])[int(ids[0][0])]
+        assert row.text == "s1" and row.document == "a.txt" and scores[0][0] == pytest.approx(1.0, abs=1e-5)
+        assert store.size == 3 and store.embedder_name == "toy" and store.dimension == DIM
+
+    def test_added_document_is_listed_as_returned(self, store: KnowledgeStore) -> None:
+        info, _ = _add(store, "a.txt", b"aaa")
+        assert info.name == "a.txt" and info.sha256 == sha256_hex(b"aaa") and info.kind == "text"
+        assert (info.bytes, info.pages, info.chunks) == (3, 1, 3)
+        assert store.documents() == [info]
+        assert store.find_by_sha(info.sha256) == info and store.find_by_sha("0" * 64) is None
+
+    def test_original_kept(self, store: KnowledgeStore) -> None:
+        info, _ = _add(store, "../../evil name.txt", b"bytes")
+        assert store.original(info) == b"bytes"
+
+    def test_duplicate_bytes_rejected(self, store: KnowledgeStore) -> None:
+        _add(store, "a.txt", b"same")
+        with pytest.raises(DuplicateDocument, match="a.txt") as caught:
+            _add(store, "b.txt", b"same")
+        assert caught.value.existing.name == "a.txt"
+        assert len(store.documents()) == 1 and store.size == 3
+
+    def test_reopen_in_new_object_sees_everything(self, store: KnowledgeStore, reopen: Opener) -> None:
+        _, vecs = _add(store, "a.txt", b"a")
+        store2 = reopen()
+        assert [d.name for d in store2.documents()] == ["a.txt"]
+        assert store2.size == 3
+        _, ids = store2.search(vecs[2], 1)
+        assert store2.chunks_by_ids([int(ids[0][0])])[int(ids[0][0])].text == "s2"
+
+    def test_delete_removes_rows_vectors_and_original(self, store: KnowledgeStore, reopen: Opener) -> None:
+        a, va = _add(store, "a.txt", b"a", seed=1)
+        _b, _ = _add(store, "b.txt", b"b", seed=2)
+        assert store.original(a) == b"a"
+        assert store.delete("a.txt") == a
+        assert [d.name for d in store.documents()] == ["b.txt"] and store.size == 3
+        _, ids = store.search(va[0], 3)
+        assert all(store.chunks_by_ids([int(i)])[int(i)].document == "b.txt" for i in ids[0])
+        assert store.original(a) is None
+        assert reopen().size == 3
+
+    def test_delete_by_id_prefix_and_errors(self, store: KnowledgeStore) -> None:
+        a, _ = _add(store, "same.txt", b"1")
+        _add(store, "same.txt", b"2", seed=3)
+        with pytest.raises(AmbiguousDocument, match="2 documents are named"):
+            store.delete("same.txt")
+        with pytest.raises(DocumentNotFound, match="rag_core docs"):
+            store.delete("nope")
+        assert store.delete(a.document_id[:8]).document_id == a.document_id
+
+    def test_resolve_by_id_sha_and_name(self, store: KnowledgeStore) -> None:
+        a, _ = _add(store, "a.txt", b"a")
+        assert store.resolve(a.document_id) == store.resolve(a.sha256) == store.resolve("a.txt") == a
+        with pytest.raises(DocumentNotFound):
+            store.resolve(a.document_id[:5])  # prefixes need 6 digits
+
+    def test_chunk_ids_never_reused(self, store: KnowledgeStore) -> None:
+        _add(store, "a.txt", b"a")
+        first = {c.chunk_id for c in store.all_chunks()}
+        store.delete("a.txt")
+        _add(store, "b.txt", b"b")
+        assert first.isdisjoint({c.chunk_id for c in store.all_chunks()})
+
+    def test_empty_store_search(self, store: KnowledgeStore) -> None:
+        scores, ids = store.search(np.ones(DIM, np.float32), 5)
+        assert scores.shape == (1, 0) and ids.shape == (1, 0)
+        assert store.size == 0 and store.embedder_name is None and store.dimension is None
+        ids_, vecs = store.vectors()
+        assert ids_.shape == (0,) and vecs.shape[0] == 0 and store.all_chunks() == [] and store.documents() == []
+
+    def test_vectors_by_ids_keep_order_and_skip_unknown(self, store: KnowledgeStore) -> None:
+        _, vecs = _add(store, "a.txt", b"a", n=5)
+        ids, all_vecs = store.vectors()
+        np.testing.assert_allclose(all_vecs, vecs, atol=1e-6)
+        got_ids, got = store.vectors([int(ids[3]), 999_999, int(ids[0])])
+        assert got_ids.tolist() == [ids[3], ids[0]]
+        np.testing.assert_allclose(got, vecs[[3, 0]], atol=1e-6)
+        assert store.norms([int(ids[1]), 999_999]).shape == (2,)
+
+    def test_norms_are_the_stored_ones(self, store: KnowledgeStore) -> None:
+        doc = new_document("a.txt", b"a", n=4)
+        store.add(doc)
+        ids = [c.chunk_id for c in store.all_chunks()]
+        np.testing.assert_allclose(store.norms(ids), doc.norms, rtol=1e-6)
+        assert store.norms([999_999]).tolist() == [1.0]
+        assert [r.norm for r in store.chunks_by_ids(ids).values()] == pytest.approx(doc.norms.tolist(), rel=1e-6)
+
+
+class TestEmbedder:
+    def test_embedder_mismatch_is_clear(self, store: KnowledgeStore) -> None:
+        _add(store, "a.txt", b"a")
+        with pytest.raises(EmbedderMismatch, match=r"built with toy \(8-d\).*other \(16-d\).*data dir"):
+            _add(store, "b.txt", b"b", embedder="other", dim=16)
+        assert store.size == 3
+
+    def test_check_embedder(self, store: KnowledgeStore) -> None:
+        store.check_embedder("anything", 3)  # an empty store takes any embedder
+        _add(store, "a.txt", b"a")
+        store.check_embedder("toy")
+        store.check_embedder("toy", DIM)
+        with pytest.raises(EmbedderMismatch):
+            store.check_embedder("toy", DIM + 1)
+        with pytest.raises(EmbedderMismatch):
+            store.check_embedder("other")
+
+    def test_emptied_store_accepts_new_embedder(self, store: KnowledgeStore) -> None:
+        _add(store, "a.txt", b"a")
+        store.delete("a.txt")
+        assert store.embedder_name is None and store.dimension is None
+        _add(store, "b.txt", b"b", embedder="other", dim=16)
+        assert store.embedder_name == "other" and store.dimension == 16
+
+
+class TestGenerations:
+    def test_every_write_moves_the_generation_on(self, store: KnowledgeStore, reopen: Opener) -> None:
+        assert store.generation() == 0
+        _add(store, "a.txt", b"a")
+        after_add = store.generation()
+        assert after_add > 0 and reopen().generation() == after_add
+        with pytest.raises(DuplicateDocument):
+            _add(store, "a.txt", b"a")
+        assert store.generation() == after_add  # a refused write changes nothing
+        store.delete("a.txt")
+        assert store.generation() > after_add
+
+    def test_chunk_texts_is_a_snapshot_of_the_generation(self, store: KnowledgeStore) -> None:
+        _add(store, "a.txt", b"a", n=4)
+        generation, ids, texts = store.chunk_texts()
+        assert generation == store.generation()
+        assert ids == sorted(c.chunk_id for c in store.all_chunks()) and texts == ["s0", "s1", "s2", "s3"]
+
+    def test_small_store_is_searched_exactly(self, store: KnowledgeStore) -> None:
+        _, vecs = _add(store, "a.txt", b"a", n=5)
+        info = store.index_info()
+        assert info.kind == "flat" and info.size == 5 and info.recall_at_10 == 1.0
+        _, approx = store.search(vecs, 3)
+        _, exact = store.search(vecs, 3, exact=True)
+        assert approx.tolist() == exact.tolist()
+
+    def test_concurrent_writers_in_threads_all_land(self, store: KnowledgeStore, reopen: Opener) -> None:
+        errors: list[BaseException] = []
+
+        def write(i: int) -> None:
+            try:
+                _add(reopen(), f"{i}.txt", f"doc{i}".encode(), seed=i)
+            except BaseException as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=write, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        assert len(store.documents()) == 6 and store.size == 18 and len(store.all_chunks()) == 18

@@ -1,0 +1,185 @@
+"""rag_core.maps and rag_core.figures: projections, the 10-NN preservation measure, the per-generation map cache, the
+background map after an ingest, and placing a query on a map."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag_core import maps as analysis
+from rag_core.config import Settings
+from rag_core.embedding import Embedder
+from rag_core.engine import serving_engine
+from rag_core.maps import (
+    _pca,
+    embedding_map,
+    knn_preservation,
+    map_is_cached,
+    place_query,
+    project,
+)
+from rag_core.store import LocalStore
+from rag_core.types import Chunk, NewDocument, Page, sha256_hex
+
+
+def _clusters(n: int, dim: int = 24, k: int = 6, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, dim)) * 3
+    v = centres[np.arange(n) % k] + rng.normal(size=(n, dim))
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _kb(tmp_path: Path, n: int = 40, name: str = "a.txt") -> LocalStore:
+    kb = LocalStore(tmp_path / "kb")
+    vecs = _clusters(n, seed=len(name))
+    kb.add(
+        NewDocument(
+            name=name,
+            data=name.encode(),
+            sha256=sha256_hex(name.encode()),
+            kind="text",
+            pages=[Page(1, "x")],
+            page_count=1,
+            chunks=[Chunk(1, 0, 1, f"chunk {i}", 2) for i in range(n)],
+            vectors=vecs,
+            norms=np.ones(n, np.float32),
+            embedder="toy",
+        )
+    )
+    return kb
+
+
+class TestProjection:
+    def test_shapes_and_small_inputs(self) -> None:
+        x = _clusters(60)
+        assert project(x).shape == (60, 2) and project(x, "pca").shape == (60, 2)
+        assert project(x[:3]).shape == (3, 2) and project(x[:1]).shape == (1, 2) and project(x[:0]).shape == (0, 2)
+        with pytest.raises(ValueError, match="method"):
+            project(x, "umap")
+
+    def test_pca_matches_svd_up_to_sign_and_is_deterministic(self) -> None:
+        x = _clusters(80, dim=10)
+        ours = _pca(x, 3)
+        centred = x - x.mean(axis=0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        ref = centred @ vt[:3].T
+        for j in range(3):
+            assert abs(abs(float(np.corrcoef(ours[:, j], ref[:, j])[0, 1])) - 1) < 1e-4
+        np.testing.assert_array_equal(ours, _pca(x.copy(), 3))
+        assert _pca(x[:2], 5).shape == (2, 5)
+
+    def test_fast_schedule_keeps_neighbourhoods_like_the_defaults(self) -> None:
+        x = _clusters(300)
+        ours = knn_preservation(x, project(x))
+        defaults = knn_preservation(x, project(x, tsne_defaults=True))
+        assert ours >= defaults - 0.05 and ours > 0.3
+
+
+class TestKnnPreservation:
+    def test_identity_and_random(self) -> None:
+        x = _clusters(100, dim=2)
+        assert knn_preservation(x, x * 5) == pytest.approx(1.0)
+        rng = np.random.default_rng(1)
+        assert knn_preservation(x, rng.normal(size=(100, 2)).astype(np.float32)) < 0.3
+        assert knn_preservation(x[:1], x[:1]) == 1.0
+
+
+class TestMapCache:
+    def test_cached_per_generation(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        kb = _kb(tmp_path)
+        assert not map_is_cached(kb)
+        first = embedding_map(kb)
+        assert map_is_cached(kb) and first.coords.shape == (40, 2) and len(first.chunks) == 40
+
+        def boom(*a: object, **k: object) -> None:
+            raise AssertionError("recomputed although cached")
+
+        monkeypatch.setattr(analysis, "project", boom)
+        again = embedding_map(kb)
+        np.testing.assert_array_equal(again.coords, first.coords)
+        monkeypatch.undo()
+        _kb(tmp_path, 10, "b.txt")  # a new generation: a new map, the old file goes
+        kb2 = LocalStore(tmp_path / "kb")
+        assert not map_is_cached(kb2)
+        assert embedding_map(kb2).coords.shape == (50, 2)
+        assert len(list((tmp_path / "kb" / "analysis").glob("map-*.npz"))) == 1
+
+    def test_damaged_cache_is_recomputed(self, tmp_path: Path) -> None:
+        kb = _kb(tmp_path)
+        embedding_map(kb)
+        (cache,) = (tmp_path / "kb" / "analysis").glob("map-*.npz")
+        cache.write_bytes(b"not a zip")
+        assert embedding_map(kb).coords.shape == (40, 2)
+
+    def test_concurrent_requests_compute_once(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        kb = _kb(tmp_path)
+        # A background map job left by an earlier test (another KB) would call project() too.
+        assert analysis.MAP_WORKER.wait_idle(120)
+        calls = []
+        real = analysis.project
+
+        def slow(*a: object, **k: object) -> np.ndarray:
+            calls.append(1)
+            time.sleep(0.3)
+            return real(*a, **k)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(analysis, "project", slow)
+        maps = []
+        threads = [threading.Thread(target=lambda: maps.append(embedding_map(kb))) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(calls) == 1 and len(maps) == 3
+        assert all(np.array_equal(m.coords, maps[0].coords) for m in maps)
+
+    def test_place_query_lands_by_its_nearest_chunks(self, tmp_path: Path) -> None:
+        emap = embedding_map(_kb(tmp_path))
+        x, y = place_query(emap, emap.vectors[7])
+        assert np.hypot(x - emap.coords[7, 0], y - emap.coords[7, 1]) < 1e-3 + 0.5 * np.ptp(emap.coords)
+
+
+class TestBackgroundMap:
+    def test_ingest_then_map_ready_without_asking(self, tmp_path: Path, embedder: Embedder, policy_pdf: Path) -> None:
+        engine = serving_engine(Settings(data_dir=tmp_path / "kb"), embedder=embedder)
+        assert engine.ingest_paths([policy_pdf])[0].status == "added"
+        assert analysis.MAP_WORKER.wait_idle(120)
+        assert map_is_cached(engine.store)
+
+    def test_off_by_setting_and_failure_never_breaks_ingest(
+        self, tmp_path: Path, embedder: Embedder, policy_pdf: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        off = serving_engine(Settings(data_dir=tmp_path / "off", background_map=False), embedder=embedder)
+        assert off.ingest_paths([policy_pdf])[0].status == "added"
+        assert analysis.MAP_WORKER.wait_idle(120) and not map_is_cached(off.store)
+
+        def boom(*a: object, **k: object) -> None:
+            raise RuntimeError("projection failed")
+
+        monkeypatch.setattr(analysis, "project", boom)
+        engine = serving_engine(Settings(data_dir=tmp_path / "kb"), embedder=embedder)
+        assert engine.ingest_paths([policy_pdf])[0].status == "added"
+        assert analysis.MAP_WORKER.wait_idle(120) and not map_is_cached(engine.store)
+        assert engine.search("annual leave days")  # the engine carries on
+
+    def test_one_map_per_batch(
+        self,
+        tmp_path: Path,
+        embedder: Embedder,
+        policy_pdf: Path,
+        pdf_maker: Callable[..., Path],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        scheduled: list[int] = []
+        monkeypatch.setattr(analysis, "schedule_map", lambda kb, *a: scheduled.append(kb.generation()))
+        other = pdf_maker(["Parking permits are issued by facilities."], name="other.pdf")
+        engine = serving_engine(Settings(data_dir=tmp_path / "kb"), embedder=embedder)
+        engine.ingest_paths([policy_pdf, other])
+        assert scheduled == [2]  # after the batch, of its final state
+        engine.delete("other.pdf")
+        assert scheduled == [2, 3]
