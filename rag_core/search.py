@@ -40,7 +40,7 @@ def search_vectors(
     query_vectors: FloatArray,
     query_norms: FloatArray,
     k: int,
-    metric: str = "cosine",
+    metric: Metric = "cosine",
 ) -> list[list[Hit]]:
     """Top-k hits for each query vector (rows of `query_vectors`, unit length)."""
     if metric not in METRICS:
@@ -70,7 +70,7 @@ def search_vectors(
     return out
 
 
-def metric_scores(unit: FloatArray, norms: FloatArray, q_unit: FloatArray, q_norm: float, metric: str) -> FloatArray:
+def metric_scores(unit: FloatArray, norms: FloatArray, q_unit: FloatArray, q_norm: float, metric: Metric) -> FloatArray:
     """Scores of every row of `unit` for one query under `metric` (higher = closer).
 
     >>> u = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
@@ -88,7 +88,7 @@ def metric_scores(unit: FloatArray, norms: FloatArray, q_unit: FloatArray, q_nor
     raise ValueError(f"metric must be one of {METRICS}; got {metric!r}")
 
 
-def _scan(store: KnowledgeStore, q_unit: FloatArray, q_norm: float, k: int, metric: str) -> list[tuple[float, int]]:
+def _scan(store: KnowledgeStore, q_unit: FloatArray, q_norm: float, k: int, metric: Metric) -> list[tuple[float, int]]:
     ids, unit = store.vectors()
     if len(ids) == 0:
         return []

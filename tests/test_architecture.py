@@ -64,44 +64,43 @@ def _package_of(module: str) -> str:
     return ".".join(parts[:2])
 
 
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of the graph, as the path around it, or None."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt, [*path, nxt])):
+                return found
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node, [node])):
+            return found
+    return None
+
+
+def test_cycle_finder_finds_cycles() -> None:
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_no_import_cycle_between_modules() -> None:
+    cycle = _cycle(_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
 def test_no_import_cycle_between_rooms() -> None:
     rooms: dict[str, set[str]] = {}
     for module, targets in _graph().items():
         room = _package_of(module)
         rooms.setdefault(room, set()).update(_package_of(t) for t in targets if _package_of(t) != room)
-    seen: dict[str, int] = {}  # 1 = on the current path, 2 = done
-
-    def visit(room: str, path: list[str]) -> None:
-        seen[room] = 1
-        for nxt in sorted(rooms.get(room, ())):
-            if seen.get(nxt) == 1:
-                cycle = [*path[path.index(nxt) :], nxt] if nxt in path else [room, nxt]
-                pytest.fail("import cycle: " + " -> ".join(cycle))
-            if nxt not in seen:
-                visit(nxt, [*path, nxt])
-        seen[room] = 2
-
-    for room in sorted(rooms):
-        if room not in seen:
-            visit(room, [room])
-
-
-def test_no_import_cycle_between_modules() -> None:
-    graph = _graph()
-    state: dict[str, int] = {}
-
-    def visit(module: str, path: list[str]) -> None:
-        state[module] = 1
-        for nxt in sorted(graph[module]):
-            if state.get(nxt) == 1:
-                pytest.fail("import cycle: " + " -> ".join([*path[path.index(nxt) :], nxt]))
-            if nxt not in state:
-                visit(nxt, [*path, nxt])
-        state[module] = 2
-
-    for module in sorted(graph):
-        if module not in state:
-            visit(module, [module])
+    cycle = _cycle(rooms)
+    assert cycle is None, "import cycle between rooms: " + " -> ".join(cycle or [])
 
 
 def test_storage_knows_rows_and_vectors_only() -> None:

@@ -14,6 +14,9 @@ from rag_core import ingest
 from rag_core.config import Settings
 from rag_core.embedding import Embedder
 from rag_core.engine import Engine
+from rag_core.ingest import Ingestor
+from rag_core.store import LocalStore
+from rag_core.types import DocumentInfo
 
 
 class TestParseAhead:
@@ -57,3 +60,31 @@ class TestParseAhead:
         assert engine._embedder is None
         assert engine.ingest_paths([policy_pdf])[0].status == "added"
         assert engine._embedder is not None and engine._embedder.runtime == "torch"
+
+
+class TestIngestor:
+    """The Ingestor alone, over a store, without an engine around it."""
+
+    def test_stores_documents_and_tells_its_owner(self, tmp_path: Path, embedder: Embedder, policy_pdf: Path) -> None:
+        store = LocalStore(tmp_path / "kb")
+        stored: list[DocumentInfo] = []
+        asked: list[int] = []
+
+        def model() -> Embedder:
+            asked.append(1)
+            return embedder
+
+        ingestor = Ingestor(Settings(data_dir=tmp_path / "kb"), store, model, stored.append)
+        data = policy_pdf.read_bytes()
+        results = ingestor.ingest_uploads([("a.pdf", data), ("notes.md", b"# Parking\n\nPermits are free.")])
+        assert [r.status for r in results] == ["added", "added"]
+        assert [d.document_id for d in stored] == [r.document_id for r in results]
+        assert store.size == sum(r.chunks for r in results) and store.embedder_name == embedder.name
+        asked.clear()
+        again = ingestor.ingest_uploads([("copy.pdf", data)])
+        assert again[0].status == "duplicate" and asked == [] and len(stored) == 2  # no model, no parse
+
+    def test_unreadable_text_fails_with_what_to_do(self, tmp_path: Path, embedder: Embedder) -> None:
+        ingestor = Ingestor(Settings(data_dir=tmp_path / "kb"), LocalStore(tmp_path / "kb"), lambda: embedder)
+        result = ingestor.ingest_bytes("symbols.txt", ("\ufffd " * 50).encode())
+        assert result.status == "failed" and result.error_kind == "no_text" and "OCR" in (result.error or "")
