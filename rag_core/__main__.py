@@ -267,21 +267,36 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     if engine.is_empty():
         raise _UsageError(EMPTY_KB_MESSAGE)
     mode = args.mode or settings.mode
-    report = engine.evaluate(items, [mode], k=k, metric=args.metric)[mode]
+    report = engine.evaluate(items, [mode], k=k, metric=args.metric, answers=True)[mode]
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
         return 0
-    refused = "n/a" if report.refused_unanswerable is None else f"{report.refused_unanswerable:.3f}"
+    rates = (report.answer_contains, report.refused_answerable, report.refused_unanswerable)
     print(
         _table(
-            ["n", "hit@1", "hit@3", "hit@5", "mrr", "refused_unanswerable"],
-            [[str(report.n)] + [f"{report.hit_at[c]:.3f}" for c in (1, 3, 5)] + [f"{report.mrr:.3f}", refused]],
+            ["n", "hit@1", "hit@3", "hit@5", "mrr", "answer_contains", "refused_answerable", "refused_unanswerable"],
+            [
+                [str(report.n)]
+                + [f"{report.hit_at[c]:.3f}" for c in (1, 3, 5)]
+                + [f"{report.mrr:.3f}"]
+                + ["n/a" if r is None else f"{r:.3f}" for r in rates]
+            ],
         )
     )
     if report.misses:
         print("\nmisses (top hit instead):")
         for q in report.misses:
             print(f"  {q.id}: {q.question}  -> {q.top_document} p{q.top_page}")
+    wrong = [q for q in report.questions if q.answerable and q.answer_ok is False]
+    if wrong:
+        print("\nanswers without the expected fact:")
+        for q in wrong:
+            print(f"  {q.id}: {q.question}  -> {_snippet(q.answer or '')}")
+    guessed = [q for q in report.questions if not q.answerable and q.grounded]
+    if guessed:
+        print("\nnot covered by the documents, but answered:")
+        for q in guessed:
+            print(f"  {q.id}: {q.question}")
     return 0
 
 

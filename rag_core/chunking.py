@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Protocol
 
+from rag_core.structure import HeadingPath, context_line
 from rag_core.types import Chunk, Page
 
 
@@ -74,11 +76,17 @@ class Chunker:
         self.max_tokens = max_tokens
         self.overlap = overlap
 
-    def chunk_pages(self, pages: Iterable[Page]) -> list[Chunk]:
-        """Chunks of all pages, in page order."""
+    def chunk_pages(self, pages: Iterable[Page], title: str | None = None) -> list[Chunk]:
+        """Chunks of all pages, in page order. With a `title`, each chunk carries its context: the title
+        and the heading path in effect where it starts (rag_core.structure), across page breaks."""
+        pages = list(pages)
+        path = HeadingPath(pages) if title is not None else None
         out: list[Chunk] = []
         for page in pages:
-            out.extend(self.chunk_text(page.text, page.number))
+            for chunk in self.chunk_text(page.text, page.number):
+                if path is not None and title is not None:
+                    chunk = replace(chunk, context=context_line(title, path.at(chunk.page, chunk.start)))
+                out.append(chunk)
         return out
 
     def chunk_text(self, text: str, page: int = 1) -> list[Chunk]:

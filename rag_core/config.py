@@ -23,6 +23,7 @@ ENV_VARS: dict[str, str] = {
     "embedder": "RAG_EMBEDDER",
     "chunk_tokens": "RAG_CHUNK_TOKENS",
     "chunk_overlap": "RAG_CHUNK_OVERLAP",
+    "chunk_context": "RAG_CHUNK_CONTEXT",
     "batch_size": "RAG_BATCH_SIZE",
     "precision": "RAG_PRECISION",
     "embed_runtime": "RAG_EMBED_RUNTIME",
@@ -66,6 +67,9 @@ class Settings:
     # hit@5/MRR on the shared eval set (see benchmarks/eval_retrieval.py and the README).
     chunk_tokens: int = 128
     chunk_overlap: int = 32
+    # Index each chunk with its context: the document's title and the heading path where it starts
+    # (rag_core.structure). Measured by cross-validation on the dev set (benchmarks/eval_dev.py).
+    chunk_context: bool = True
     batch_size: int = 32
     # auto: bf16 on CPUs with AMX/AVX512-BF16 (OpenVINO's bf16, or torch autocast), at 0.9999 cosine to
     # fp32; fp32 elsewhere.
@@ -94,14 +98,14 @@ class Settings:
     # dense | bm25 | hybrid. Default: the best measured on the shared eval set (benchmarks/eval_retrieval.py).
     mode: Mode = "hybrid"
     # How hybrid mode fuses each retriever's top `fusion_depth` candidates:
-    #   convex: dense_weight x min-max-scaled cosine + (1 - dense_weight) x min-max-scaled BM25 (default,
-    #           measured best on the shared eval set);
+    #   convex: dense_weight x min-max-scaled cosine + (1 - dense_weight) x min-max-scaled BM25 (default;
+    #           weight and depth chosen by 5-fold cross-validation on the dev set, benchmarks/eval_dev.py);
     #   rrf:    dense_weight/(rrf_k + dense rank) + bm25_weight/(rrf_k + BM25 rank).
     fusion: Fusion = "convex"
-    dense_weight: float = 0.7
+    dense_weight: float = 0.5
     bm25_weight: float = 1.0
     rrf_k: float = 60.0
-    fusion_depth: int = 10
+    fusion_depth: int = 50
     # extractive | hf:<model id or dir> | openai:<base url>#<model>
     generator: str = "extractive"
     # Below this top retrieval score (cosine) the answer says the documents do not cover the question.

@@ -208,15 +208,24 @@ class Engine:
         modes: Sequence[Mode] = MODES,
         k: int = 5,
         metric: Metric | None = None,
+        *,
+        answers: bool = False,
     ) -> dict[Mode, EvalReport]:
-        """Score retrieval on QA items once per mode (hit@1/3/5, MRR, refusals, misses)."""
+        """Score retrieval on QA items once per mode (hit@1/3/5, MRR, refusals, misses); with `answers`,
+        also answer each question from its hits as `ask` would (answer-contains, both refusal rates)."""
         reports: dict[Mode, EvalReport] = {}
+
+        def answer(question: str, hits: list[Hit]) -> Answer:
+            return self.answerer.stream(question, hits).result()
+
         for m in modes:
 
             def search(questions: list[str], m: Mode = m) -> list[list[Hit]]:
                 return self.searcher.search(questions, k=max(k, 5), metric=metric, mode=m)
 
-            reports[m] = evaluate(items, search, k=k, min_score=self.settings.min_score)
+            reports[m] = evaluate(
+                items, search, k=k, min_score=self.settings.min_score, answer=answer if answers else None
+            )
         return reports
 
     def generator(self, spec: str | None = None) -> tuple[Generator, str | None]:

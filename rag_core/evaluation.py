@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag_core.search import rank_of_first
-from rag_core.types import Hit, Mode, QuestionKind, json_key, json_of
+from rag_core.types import Answer, Hit, Mode, QuestionKind, json_key, json_of
 
 SAMPLE_QA = Path(__file__).resolve().parent / "samples" / "sample_qa.jsonl"
 
@@ -37,7 +37,7 @@ class QAItem:
 
     @property
     def answerable(self) -> bool:
-        return self.document is not None and bool(self.pages)
+        return bool(self.document) and bool(self.pages)
 
 
 def load_qa(path: str | Path) -> list[QAItem]:
@@ -108,7 +108,7 @@ def _parse_csv(text: str, name: str) -> list[QAItem]:
 
 @dataclass(frozen=True)
 class QuestionResult:
-    """How retrieval did on one answerable question."""
+    """How retrieval (and, when scored, the answer) did on one question."""
 
     id: str
     question: str
@@ -119,17 +119,26 @@ class QuestionResult:
     top_document: str | None
     top_page: int | None
     top_score: float | None
+    grounded: bool | None = None  # did the bot answer (True) or say the documents do not cover it?
+    answer: str | None = None  # with answers scored
+    answer_ok: bool | None = None  # answerable, and the answer contains one of the expected phrases
+
+    @property
+    def answerable(self) -> bool:
+        return bool(self.document) and bool(self.pages)
 
 
 @dataclass(frozen=True)
 class EvalReport:
-    n: int
+    n: int  # answerable questions
     hit_at_1: float = field(metadata=json_key("hit@1"))
     hit_at_3: float = field(metadata=json_key("hit@3"))
     hit_at_5: float = field(metadata=json_key("hit@5"))
     mrr: float
     refused_unanswerable: float | None
     questions: list[QuestionResult]
+    answer_contains: float | None = None  # share of answerable questions whose answer has the fact
+    refused_answerable: float | None = None  # share of answerable questions the bot declined
 
     @property
     def hit_at(self) -> dict[int, float]:
@@ -137,10 +146,14 @@ class EvalReport:
 
     @property
     def misses(self) -> list[QuestionResult]:
-        return [q for q in self.questions if q.hit_rank is None]
+        return [q for q in self.questions if q.answerable and q.hit_rank is None]
 
     def to_json(self) -> dict[str, object]:
         return json_of(self)
+
+
+# A question and its hits -> the answer the bot would give (grounded or a refusal).
+AnswerFn = Callable[[str, list[Hit]], Answer]
 
 
 def evaluate(
@@ -148,26 +161,30 @@ def evaluate(
     search: Callable[[list[str]], list[list[Hit]]],
     k: int = 5,
     min_score: float | None = None,
+    answer: AnswerFn | None = None,
 ) -> EvalReport:
-    """Score `search` (questions -> hits, at least max(k, 5) each) on the answerable items.
+    """Score `search` (questions -> hits, at least max(k, 5) each): hit@k and MRR on the answerable items.
 
-    With `min_score` (the answer threshold), an unanswerable question counts as refused when its best
-    hit scores below it, exactly as `ask` decides `grounded`.
+    Refusals: with `answer`, each question is answered from its hits and a refusal is an answer that is
+    not grounded, exactly what `ask` returns; answer-contains is then the share of answerable questions
+    whose answer contains one of `answer_contains` (case-insensitive). Without it, with `min_score`, a
+    question counts as refused when its best hit scores below the threshold.
     """
-    answerable = [q for q in items if q.answerable]
-    unanswerable = [q for q in items if not q.answerable]
-    all_hits = search([q.question for q in answerable + unanswerable]) if items else []
-    hits_per_q = all_hits[: len(answerable)]
-    refused: float | None = None
-    if min_score is not None and unanswerable:
-        tops = [max(x.score for x in h) if h else None for h in all_hits[len(answerable) :]]
-        refused = sum(1 for t in tops if t is None or t < min_score) / len(unanswerable)
+    all_hits = search([q.question for q in items]) if items else []
     rows: list[QuestionResult] = []
-    ranks: list[int | None] = []
-    for q, hits in zip(answerable, hits_per_q, strict=True):
-        rank = rank_of_first(hits, q.document or "", q.pages)
-        ranks.append(rank)
+    for q, hits in zip(items, all_hits, strict=True):
+        rank = rank_of_first(hits, q.document or "", q.pages) if q.answerable else None
         top = hits[0] if hits else None
+        grounded: bool | None = None
+        text: str | None = None
+        ok: bool | None = None
+        if answer is not None:
+            reply = answer(q.question, hits)
+            grounded, text = reply.grounded, reply.text
+            if q.answerable:
+                ok = reply.grounded and any(a.lower() in reply.text.lower() for a in q.answer_contains)
+        elif min_score is not None:
+            grounded = bool(hits) and max(h.score for h in hits) >= min_score
         rows.append(
             QuestionResult(
                 id=q.id,
@@ -179,28 +196,38 @@ def evaluate(
                 top_document=top.document if top else None,
                 top_page=top.page if top else None,
                 top_score=round(top.score, 4) if top else None,
+                grounded=grounded,
+                answer=text,
+                answer_ok=ok,
             )
         )
+    answerable = [r for r in rows if r.answerable]
+    unanswerable = [r for r in rows if not r.answerable]
     n = len(answerable)
 
-    def hit_at(cut: int) -> float:
-        return sum(1 for r in ranks if r is not None and r <= cut) / n if n else 0.0
+    def share(rows: list[QuestionResult], test: Callable[[QuestionResult], bool]) -> float | None:
+        return sum(1 for r in rows if test(r)) / len(rows) if rows and rows[0].grounded is not None else None
 
-    mrr = sum(1.0 / r for r in ranks if r is not None and r <= k) / n if n else 0.0
+    def hit_at(cut: int) -> float:
+        return sum(1 for r in answerable if r.hit_rank is not None and r.hit_rank <= cut) / n if n else 0.0
+
+    mrr = sum(1.0 / r.hit_rank for r in answerable if r.hit_rank is not None and r.hit_rank <= k) / n if n else 0.0
     return EvalReport(
         n=n,
         hit_at_1=hit_at(1),
         hit_at_3=hit_at(3),
         hit_at_5=hit_at(5),
         mrr=mrr,
-        refused_unanswerable=refused,
+        refused_unanswerable=share(unanswerable, lambda r: r.grounded is False),
         questions=rows,
+        answer_contains=share(answerable, lambda r: bool(r.answer_ok)) if answer is not None else None,
+        refused_answerable=share(answerable, lambda r: r.grounded is False),
     )
 
 
 def summary_rows(reports: Mapping[Mode, EvalReport]) -> list[dict[str, object]]:
     """One row per retrieval mode: questions, hit@1/3/5, MRR and refusals, rounded for reading."""
-    return [
+    rows: list[dict[str, object]] = [
         {
             "mode": mode,
             "questions": r.n,
@@ -208,10 +235,17 @@ def summary_rows(reports: Mapping[Mode, EvalReport]) -> list[dict[str, object]]:
             "hit@3": round(r.hit_at_3, 3),
             "hit@5": round(r.hit_at_5, 3),
             "MRR": round(r.mrr, 3),
-            "refused unanswerable": None if r.refused_unanswerable is None else round(r.refused_unanswerable, 3),
+            "refused unanswerable": _rounded(r.refused_unanswerable),
+            "refused answerable": _rounded(r.refused_answerable),
+            "answer has the fact": _rounded(r.answer_contains),
         }
         for mode, r in reports.items()
     ]
+    for column in ("refused answerable", "answer has the fact"):  # only where answers were scored
+        if all(row[column] is None for row in rows):
+            for row in rows:
+                del row[column]
+    return rows
 
 
 def miss_rows(report: EvalReport) -> list[dict[str, object]]:
@@ -225,3 +259,7 @@ def miss_rows(report: EvalReport) -> list[dict[str, object]]:
         }
         for q in report.misses
     ]
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

@@ -27,7 +27,8 @@ from rag_core.embedding import Embedder
 from rag_core.loaders import LoadError, NoExtractableText
 from rag_core.parsepool import parse_file
 from rag_core.store import DuplicateDocument, EmbedderMismatch, KnowledgeStore
-from rag_core.types import DocumentInfo, IngestResult, LoadedFile, NewDocument, Stage, sha256_hex
+from rag_core.structure import document_title
+from rag_core.types import Chunk, DocumentInfo, IngestResult, LoadedFile, NewDocument, Stage, sha256_hex
 
 # (stage, done, total): done/total count units of that stage.
 IngestProgress = Callable[[Stage, int, int], None]
@@ -161,7 +162,8 @@ class Ingestor:
             # In a worker process with a time and memory budget: a hostile PDF cannot hang the server.
             loaded = parsed.result() if parsed is not None else parse_file(data, display, self.settings)
             report("parsing", 1, 1)
-            chunks = self.chunker.chunk_pages(loaded.pages)
+            title = document_title(display, loaded.pages) if self.settings.chunk_context else None
+            chunks = self.chunker.chunk_pages(loaded.pages, title)
             if not chunks:  # text, but none the model can read (e.g. only U+FFFD from a broken font map)
                 raise NoExtractableText(
                     "no readable text: the file's text is only symbols the model cannot read (a broken font "
@@ -169,7 +171,7 @@ class Ingestor:
                 )
             embedder = self._embedder()
             vectors, norms = embedder.encode_passage_with_norms(
-                [c.text for c in chunks], lambda done, total: report("embedding", done, total)
+                [indexed_text(c) for c in chunks], lambda done, total: report("embedding", done, total)
             )
             report("saving", 0, 1)
             info = self.store.add(
@@ -209,6 +211,11 @@ class Ingestor:
                 self._embedder()
 
         threading.Thread(target=load, name="policypal-embedder-load", daemon=True).start()
+
+
+def indexed_text(chunk: Chunk) -> str:
+    """What the embedder reads for a chunk: its context line (title > headings), then its own text."""
+    return f"{chunk.context}\n{chunk.text}" if chunk.context else chunk.text
 
 
 def _given(name: str, data: bytes) -> tuple[str, bytes | IngestResult]:

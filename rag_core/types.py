@@ -30,7 +30,7 @@ IntArray = npt.NDArray[np.int64]
 Mode = Literal["dense", "bm25", "hybrid"]
 Metric = Literal["cosine", "dot", "l2"]
 Fusion = Literal["convex", "rrf"]
-FileKind = Literal["pdf", "text"]
+FileKind = Literal["pdf", "html", "text"]
 IngestStatus = Literal["added", "duplicate", "failed"]
 Stage = Literal["parsing", "embedding", "saving"]
 Role = Literal["user", "assistant"]
@@ -116,6 +116,7 @@ class Chunk:
     end: int
     text: str
     tokens: int
+    context: str = ""  # title and heading path, read with the text by the embedder and BM25, never shown
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,7 @@ class ChunkRow:
     end: int
     text: str
     norm: float
+    context: str = ""
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,17 @@ class TestChunker:
         assert chunks[0].page == 1 and chunks[0].text == "Short page one."
         assert {c.page for c in chunks[1:]} == {4}
 
+    def test_chunks_carry_title_and_heading_path_across_pages(self, embedder: Embedder) -> None:
+        pages = [
+            Page(55, "ARTICLE 18 - ANNUAL VACATIONS\n18.1 Annual Vacation Entitlement\nFirst to Second ..... 15"),
+            Page(56, "Tenth ..... 24\nEleventh ..... 25"),
+        ]
+        chunks = Chunker(embedder.tokenizer, 64, 16).chunk_pages(pages, "bcgeu agreement")
+        continued = next(c for c in chunks if c.page == 56)
+        assert continued.context == "bcgeu agreement > ARTICLE 18 - ANNUAL VACATIONS > 18.1 Annual Vacation Entitlement"
+        assert continued.text.startswith("Tenth ..... 24")  # the text users see stays the page's own
+        assert all(c.context == "" for c in Chunker(embedder.tokenizer, 64, 16).chunk_pages(pages))
+
 
 class TestTokenizerWarning:
     """Sentences are tokenized only to be counted and cut, so the tokenizer's "longer than the maximum

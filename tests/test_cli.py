@@ -196,7 +196,9 @@ class TestCommands:
         code, out, _ = call(capsys, "eval", str(qa), "--json", "--data-dir", str(kb))
         report = json.loads(out)
         assert code == 0 and report["n"] == 2 and report["hit@1"] == 1.0 and report["mrr"] == 1.0
-        assert [q["id"] for q in report["questions"]] == ["a", "b"]
+        assert [q["id"] for q in report["questions"]] == ["a", "b", "u"]
+        assert report["answer_contains"] is not None and report["refused_answerable"] == 0.0
+        assert report["refused_unanswerable"] in (0.0, 1.0)
 
 
 def test_ingest_without_json_shows_table(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rag_core.evaluation import QAFormatError, QAItem, evaluate, load_qa
-from rag_core.types import Hit
+from rag_core.types import Answer, Hit
 
 
 def _hits(*docs_pages: tuple[str, int]) -> list[Hit]:
@@ -37,8 +37,35 @@ class TestEvaluate:
         assert report.n == 4
         assert report.hit_at == {1: 0.25, 3: 0.5, 5: 0.75}
         assert report.mrr == pytest.approx((1 + 1 / 3 + 0 + 1 / 5) / 4)
-        assert [q.hit_rank for q in report.questions] == [1, 3, None, 5]
+        assert [q.hit_rank for q in report.questions] == [1, 3, None, 5, None]  # every question has a row
+        assert [q.id for q in report.misses] == ["q3"]  # the unanswerable one is no miss
         assert set(report.to_json()) >= {"n", "hit@1", "hit@3", "hit@5", "mrr", "refused_unanswerable", "questions"}
+
+    def test_answers_scored_as_ask_returns_them(self) -> None:
+        items = [
+            QAItem("q1", "a?", "a.pdf", [1], ["20 days"]),
+            QAItem("q2", "b?", "b.pdf", [1], ["ten"]),
+            QAItem("q3", "c?", "c.pdf", [1], ["VPN"]),
+            QAItem("u1", "none?", None, []),
+            QAItem("u2", "moon?", None, []),
+        ]
+        replies = {  # (grounded, text): q1 right, q2 wrong fact, q3 refused; u1 refused, u2 guessed
+            "a?": (True, "You get 20 Days [1]."),
+            "b?": (True, "Five [1]."),
+            "c?": (False, "I could not find this."),
+            "none?": (False, "I could not find this."),
+            "moon?": (True, "The moon [1]."),
+        }
+
+        def answer(question: str, hits: list[Hit]) -> Answer:
+            grounded, text = replies[question]
+            return Answer(question, text, "test", grounded, [], hits)
+
+        report = evaluate(items, lambda qs: [_hits(("x", 1)) for _ in qs], answer=answer)
+        assert report.answer_contains == pytest.approx(1 / 3) and report.refused_answerable == pytest.approx(1 / 3)
+        assert report.refused_unanswerable == 0.5
+        assert [q.answer_ok for q in report.questions] == [True, False, False, None, None]
+        assert report.to_json()["answer_contains"] == pytest.approx(1 / 3)
 
 
 class TestLoadQA:

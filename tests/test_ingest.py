@@ -88,3 +88,17 @@ class TestIngestor:
         ingestor = Ingestor(Settings(data_dir=tmp_path / "kb"), LocalStore(tmp_path / "kb"), lambda: embedder)
         result = ingestor.ingest_bytes("symbols.txt", ("\ufffd " * 50).encode())
         assert result.status == "failed" and result.error_kind == "no_text" and "OCR" in (result.error or "")
+
+    def test_chunks_are_stored_with_their_context_and_shown_without_it(
+        self, tmp_path: Path, embedder: Embedder
+    ) -> None:
+        handbook = b"# Leave\n\n## Sick leave\n\nYou get ten paid sick days a year.\n\n## Holidays\n\nTwenty days."
+        on = Engine(Settings(data_dir=tmp_path / "on"), embedder=embedder)
+        on.ingest_uploads([("acme-handbook.md", handbook)])
+        rows = {r.text: r.context for r in on.store.all_chunks()}
+        assert any(c.startswith("acme handbook > Leave") for c in rows.values())
+        hit = on.search("sick days", k=1)[0]
+        assert "acme handbook" not in hit.text and "ten paid sick days" in hit.text
+        off = Engine(Settings(data_dir=tmp_path / "off", chunk_context=False), embedder=embedder)
+        off.ingest_uploads([("acme-handbook.md", handbook)])
+        assert {r.context for r in off.store.all_chunks()} == {""}

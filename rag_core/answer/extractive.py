@@ -22,8 +22,11 @@ class ExtractiveGenerator:
     """Quotes the 1-3 sentences of the retrieved passages that best answer the question.
 
     Sentence score = cosine(sentence, question) + 0.3 x the share of the question's content words the
-    sentence contains + a small bonus for higher-ranked passages. Sentences close to the best one (by
-    score) join it, unless they repeat it. Nothing is paraphrased, so nothing is invented.
+    sentence contains + a small bonus for higher-ranked passages + a bonus for a sentence that states a
+    quantity when the question asks for one (how many / how long / how much / when / what percentage):
+    the answer then leads with the figure. Sentences close to the best one (by score) join it, unless
+    they repeat it; a chosen sentence that ends in a colon brings the line after it (the list it
+    introduces). Nothing is paraphrased, so nothing is invented.
     """
 
     name = "extractive"
@@ -52,6 +55,10 @@ class ExtractiveGenerator:
                     if len(sentence.split()) >= 4:
                         candidates.append((n, pos, sentence))
                         pos += 1
+        # A line ending in a colon with nothing after it in its passage ("With respect to working from
+        # home:") introduces text the passage does not hold: never an answer on its own.
+        following = {(c[0], c[1]) for c in candidates}
+        candidates = [c for c in candidates if not c[2].rstrip().endswith(":") or (c[0], c[1] + 1) in following]
         if not candidates:
             return [(n, " ".join(h.text.split())) for n, h in enumerate(hits[:1], 1)]
         vectors = self.encode([question] + [c[2] for c in candidates])
@@ -62,7 +69,9 @@ class ExtractiveGenerator:
             [len(terms & set(query_terms(c[2]))) / len(terms) if terms else 0.0 for c in candidates], dtype=np.float32
         )
         rank_bonus = np.array([0.05 / c[0] for c in candidates], dtype=np.float32)
-        score = cos + 0.3 * overlap + rank_bonus
+        wants_quantity = asks_for_quantity(question)
+        figure = np.array([QUANTITY_BONUS if wants_quantity and states_quantity(c[2]) else 0.0 for c in candidates])
+        score = cos + 0.3 * overlap + rank_bonus + figure.astype(np.float32)
         order = np.argsort(-score)
         chosen = [int(order[0])]
         for i in order[1:]:
@@ -70,11 +79,48 @@ class ExtractiveGenerator:
                 break
             if all(float(s[i] @ s[j]) < 0.9 for j in chosen):
                 chosen.append(int(i))
+        position = {(c[0], c[1]): i for i, c in enumerate(candidates)}
+        for i in list(chosen):  # "... aligned to your grade:" is no answer without the list after it
+            nxt = position.get((candidates[i][0], candidates[i][1] + 1))
+            if candidates[i][2].rstrip().endswith(":") and nxt is not None and nxt not in chosen:
+                chosen.append(nxt)
         chosen.sort(key=lambda i: (candidates[i][0], candidates[i][1]))
         return [(candidates[i][0], candidates[i][2]) for i in chosen]
 
     def compose(self, question: str, hits: Sequence[Hit]) -> str:
         return " ".join(f"{sentence} [{n}]" for n, sentence in self.select(question, hits))
+
+
+QUANTITY_BONUS = 0.1
+_ASKS_QUANTITY = re.compile(
+    r"\b(how (many|much|long|often|far|soon|early|late)|what (percentage|percent|proportion|share|amount|rate)"
+    r"|by how much|when (do|does|did|is|are|can|will|must|should)|what('s| is| are) the (salary|rate|amount|"
+    r"maximum|minimum|most|least|longest|shortest|limit|cap|pay|copay|fee|deadline))\b",
+    re.IGNORECASE,
+)
+_STATES_QUANTITY = re.compile(
+    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|"
+    r"hundred|half|quarter|first|second|third|fourth|fifth|tenth|annually|weekly|monthly|daily|biweekly)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_for_quantity(question: str) -> bool:
+    """True when the question asks for a number, an amount, a duration or a date.
+
+    >>> asks_for_quantity("How many weeks of vacation do I get?"), asks_for_quantity("Can I work from home?")
+    (True, False)
+    """
+    return _ASKS_QUANTITY.search(question) is not None
+
+
+def states_quantity(sentence: str) -> bool:
+    """True when the sentence states a figure, in digits or in words.
+
+    >>> states_quantity("Leave is twenty (20) days."), states_quantity("Leave must be approved.")
+    (True, False)
+    """
+    return _STATES_QUANTITY.search(sentence) is not None
 
 
 _HEADING_LINE = re.compile(r"^[^.!?;:]{1,80}$")

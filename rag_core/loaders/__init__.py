@@ -1,6 +1,6 @@
 """File bytes -> a `LoadedFile` of clean text pages. The only package that knows file formats.
 
-What it holds: one module per format family (`pdf`, `text`), the text normalisation they share
+What it holds: one module per format family (`pdf`, `html`, `text`), the text normalisation they share
 (`normalize`), and one typed error per way a file can fail (`errors`), each with a message a person
 can act on. `load_bytes` detects the type from the bytes, not the name (a PDF named `notes.txt` is
 read as a PDF), and hands the file to its format module. What it leaves out: chunking, storage, OCR.
@@ -38,6 +38,8 @@ from rag_core.loaders.errors import (
     too_large_message,
     too_much_text_message,
 )
+from rag_core.loaders.html import SUFFIXES as _HTML_SUFFIXES
+from rag_core.loaders.html import is_html, load_html
 from rag_core.loaders.normalize import normalize_text
 from rag_core.loaders.pdf import SUFFIXES as _PDF_SUFFIXES
 from rag_core.loaders.pdf import is_pdf, load_pdf
@@ -46,7 +48,7 @@ from rag_core.loaders.text import decode_text, is_text, load_text
 from rag_core.types import LoadedFile
 
 # Every extension PolicyPal reads, with the dot, lower-case: the upload page's file filter and the CLI help.
-SUPPORTED_SUFFIXES: tuple[str, ...] = (*_PDF_SUFFIXES, *_TEXT_SUFFIXES)
+SUPPORTED_SUFFIXES: tuple[str, ...] = (*_PDF_SUFFIXES, *_HTML_SUFFIXES, *_TEXT_SUFFIXES)
 
 
 def load_path(path: str | Path, *, max_bytes: int | None = None, max_pages: int | None = None) -> LoadedFile:
@@ -73,6 +75,8 @@ def load_bytes(data: bytes, name: str, *, max_bytes: int | None = None, max_page
         return load_pdf(data, max_pages=max_pages)
     if suffix in _PDF_SUFFIXES:
         raise DamagedFile("could not be read: damaged PDF (no %PDF- header; the file is named .pdf but is not a PDF)")
+    if is_html(data, suffix):
+        return load_html(data)
     if is_text(data, suffix):
         return load_text(data)
     raise UnsupportedType(

@@ -29,7 +29,7 @@ from rag_core.store.protocol import DuplicateDocument, StoreError, check_recorde
 from rag_core.store.vectors import DEFAULT_ANN_THRESHOLD, VectorGenerations, fsync_file
 from rag_core.types import ChunkRow, DocumentInfo, FloatArray, IndexInfo, IndexKind, IntArray, NewDocument
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: chunks.context (the title and heading path a chunk is indexed with)
 DB_NAME = "kb.sqlite3"
 LOCK_NAME = "kb.lock"
 ORIGINALS = "originals"
@@ -62,14 +62,15 @@ CREATE TABLE IF NOT EXISTS chunks (
     start INTEGER NOT NULL,
     end INTEGER NOT NULL,
     text TEXT NOT NULL,
-    norm REAL NOT NULL
+    norm REAL NOT NULL,
+    context TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_id);
 """
 
 _DOCUMENTS = "SELECT id, name, sha256, kind, bytes, pages, chunks, added_at FROM documents"
 _CHUNKS = (
-    "SELECT c.id, c.document_id, d.name, c.page, c.start, c.end, c.text, c.norm "
+    "SELECT c.id, c.document_id, d.name, c.page, c.start, c.end, c.text, c.norm, c.context "
     "FROM chunks c JOIN documents d ON d.id = c.document_id"
 )
 
@@ -92,6 +93,8 @@ class LocalStore:
             db.executescript(_SCHEMA)
             db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             version = int(_meta(db, "schema_version") or SCHEMA_VERSION)
+            if version < SCHEMA_VERSION:
+                version = _migrate(db, version)
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.db_path} was written by a newer PolicyPal (schema {version}); upgrade PolicyPal")
 
@@ -196,9 +199,9 @@ class LocalStore:
         with self._connect() as db:
             db.execute("BEGIN")
             generation = int(_meta(db, "generation") or 0)
-            rows = db.execute("SELECT id, text FROM chunks ORDER BY id").fetchall()
+            rows = db.execute("SELECT id, context, text FROM chunks ORDER BY id").fetchall()
             db.execute("COMMIT")
-        return generation, [int(r[0]) for r in rows], [str(r[1]) for r in rows]
+        return generation, [int(r[0]) for r in rows], [f"{r[1]}\n{r[2]}" if r[1] else str(r[2]) for r in rows]
 
     def vectors(self, ids: Sequence[int] | None = None) -> tuple[IntArray, FloatArray]:
         found = self._vectors.vectors(ids)
@@ -247,9 +250,10 @@ class LocalStore:
                     [(info.document_id, p.number, p.text) for p in doc.pages],
                 )
                 db.executemany(
-                    "INSERT INTO chunks(id, document_id, page, start, end, text, norm) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO chunks(id, document_id, page, start, end, text, norm, context) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [
-                        (int(i), info.document_id, c.page, c.start, c.end, c.text, float(n))
+                        (int(i), info.document_id, c.page, c.start, c.end, c.text, float(n), c.context)
                         for i, c, n in zip(ids, doc.chunks, doc.norms, strict=True)
                     ],
                 )
@@ -309,7 +313,7 @@ class LocalStore:
         self._vectors.publish(staged)
 
     def _save_original(self, sha: str, kind: str, data: bytes) -> None:
-        ext = "pdf" if kind == "pdf" else "txt"
+        ext = {"pdf": "pdf", "html": "html"}.get(kind, "txt")
         final = self.data_dir / ORIGINALS / f"{sha}.{ext}"
         if final.exists():
             return
@@ -380,3 +384,18 @@ def _set_wal(db: sqlite3.Connection, patience: float = 60.0) -> None:
             if "locked" not in str(e) or time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def _migrate(db: sqlite3.Connection, version: int) -> int:
+    """Bring a knowledge base written by an older PolicyPal up to SCHEMA_VERSION, in one transaction."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {str(r[1]) for r in db.execute("PRAGMA table_info(chunks)")}
+        if "context" not in columns:  # 1 -> 2: chunks indexed so far keep an empty context
+            db.execute("ALTER TABLE chunks ADD COLUMN context TEXT NOT NULL DEFAULT ''")
+        _set_meta(db, "schema_version", str(SCHEMA_VERSION))
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return SCHEMA_VERSION

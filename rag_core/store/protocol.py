@@ -101,7 +101,8 @@ class KnowledgeStore(Protocol):
         ...
 
     def chunk_texts(self) -> tuple[int, list[int], list[str]]:
-        """(generation, chunk ids, texts) read together: a consistent snapshot to index."""
+        """(generation, chunk ids, texts as indexed: context line, then the chunk text) read together: a
+        consistent snapshot to index."""
         ...
 
     def vectors(self, ids: Sequence[int] | None = None) -> tuple[IntArray, FloatArray]:

@@ -60,3 +60,44 @@ class TestAnswerer:
         monkeypatch.setattr(module, "make_generator", broken)
         with pytest.raises(GeneratorUnavailable):
             Answerer("extractive", _encode, min_score=0.4).generator()
+
+
+class TestExtractiveAnswers:
+    """The answer states the fact: the sentence with the figure leads when the question asks for one."""
+
+    def test_quantity_questions_lead_with_the_figure(self) -> None:
+        from rag_core.answer.extractive import ExtractiveGenerator, asks_for_quantity
+
+        hit = Hit(
+            1,
+            0.8,
+            "agreement.pdf",
+            "d",
+            56,
+            9,
+            "Vacation entitlement depends on the years of continuous service with the employer. "
+            "An employee with ten years of service earns twenty-four days of vacation each year.",
+        )
+        assert asks_for_quantity("How many vacation days do I earn after ten years of service?")
+        text = ExtractiveGenerator(_encode).compose("How many vacation days after ten years of service?", [hit])
+        assert text.startswith("An employee with ten years") or "twenty-four days" in text.split("[1]")[0]
+
+    def test_no_dangling_colon_and_lists_come_with_their_lead(self) -> None:
+        from rag_core.answer.extractive import ExtractiveGenerator
+
+        dangling = Hit(
+            1, 0.8, "h.pdf", "d", 1, 1, "Employees may work remotely with approval. With respect to working from home:"
+        )
+        text = ExtractiveGenerator(_encode).compose("Can I work from home remotely?", [dangling])
+        assert not text.rstrip(" [1]").endswith(":")
+        listed = Hit(
+            1,
+            0.8,
+            "h.md",
+            "d",
+            1,
+            2,
+            "The pension contribution available to you is aligned to your grade:\n- Grade 12: 8% of salary",
+        )
+        text = ExtractiveGenerator(_encode).compose("What pension contribution is aligned to my grade?", [listed])
+        assert "8% of salary" in text

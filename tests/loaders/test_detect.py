@@ -21,7 +21,7 @@ class TestDetect:
             load_bytes(b"just some text", "policy.pdf")
 
     def test_unsupported_type_names_supported_ones(self) -> None:
-        with pytest.raises(UnsupportedType, match=r"\.docx.*reads \.pdf, \.txt, \.md, \.markdown files"):
+        with pytest.raises(UnsupportedType, match=r"\.docx.*reads \.pdf, \.html, \.htm, \.txt, \.md, \.markdown files"):
             load_bytes(b"PK\x03\x04\x00\x00binary", "handbook.docx")
 
     def test_binary_with_text_extension_unsupported(self) -> None:
@@ -34,7 +34,7 @@ class TestDetect:
 
 class TestSupportedSuffixes:
     def test_the_list(self) -> None:
-        assert SUPPORTED_SUFFIXES == (".pdf", ".txt", ".md", ".markdown")
+        assert SUPPORTED_SUFFIXES == (".pdf", ".html", ".htm", ".txt", ".md", ".markdown")
 
     @pytest.mark.parametrize("suffix", SUPPORTED_SUFFIXES)
     def test_every_listed_suffix_is_read(self, suffix: str, pdf_maker: Callable[..., Path]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from rag_core.store import LocalStore, StoreError, ivf_lists, open_store
 from rag_core.store import local as local_module
 from rag_core.store import vectors as vectors_module
+from rag_core.types import Chunk
 
 from .conftest import new_document, with_vectors
 
@@ -68,6 +70,20 @@ class TestLayout:
         assert [d.name for d in store.documents()] == ["a.txt"] and store.size == 3
         store.delete("a.txt")
         assert store.documents() == []
+
+    def test_schema_1_is_migrated_and_its_chunks_keep_working(self, tmp_path: Path) -> None:
+        store = LocalStore(tmp_path)
+        _add(store, "old.txt", b"old")
+        with sqlite3.connect(tmp_path / "kb.sqlite3") as db:  # what a schema-1 PolicyPal left behind
+            db.execute("ALTER TABLE chunks DROP COLUMN context")
+            db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        db.close()
+        reopened = LocalStore(tmp_path)
+        assert reopened.meta("schema_version") == str(local_module.SCHEMA_VERSION)
+        assert [c.context for c in reopened.all_chunks()] == ["", "", ""]
+        reopened.add(replace(new_document("new.txt", b"new"), chunks=[Chunk(1, 0, 2, "s0", 1, "Leave > 4.2 Sick")] * 3))
+        _, _, texts = reopened.chunk_texts()
+        assert texts[:3] == ["s0", "s1", "s2"] and texts[3] == "Leave > 4.2 Sick\ns0"  # BM25 reads the context
 
     def test_newer_schema_refused(self, tmp_path: Path) -> None:
         LocalStore(tmp_path)
