@@ -203,7 +203,10 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
         print(f"query: {query}")
         if not hits:
             print("  no hits")
-        rows = [[str(h.rank), f"{h.score:.3f}", h.document, str(h.page), _snippet(h.text)] for h in hits]
+        rows = [
+            [str(h.rank), f"{h.score:.3f}", h.document, h.page_cited.removeprefix("page "), _snippet(h.text)]
+            for h in hits
+        ]
         if rows:
             print(_table(["rank", "score", "document", "page", "text"], rows))
         print()
@@ -247,8 +250,10 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps(out, ensure_ascii=False), flush=True)
             continue
         print(f"Q: {question}\nA: {answer.text}")
+        cited_hits = {h.chunk_id: h for h in answer.hits}
         for c in answer.citations:
-            print(f"   [{c.number}] {c.document}, page {c.page}")
+            page = cited_hits[c.chunk_id].page_cited if c.chunk_id in cited_hits else f"page {c.page}"
+            print(f"   [{c.number}] {c.document}, {page}")
         if not answer.grounded and not args.no_context:
             print("   (not grounded: nothing retrieved was relevant enough)")
         print()

@@ -62,7 +62,9 @@ def export_markdown(messages: Sequence[ChatMessage]) -> str:
         if m.without_context is not None:
             lines += [f"*Without retrieval:* {escape_markdown(m.without_context)}", ""]
         for i, h in enumerate(m.hits, 1):
-            lines.append(f"- [{i}] {escape_markdown(h.document)}, page {h.page} (score {h.score:.3f})")
+            lines.append(
+                f"- [{i}] {escape_markdown(h.document)}, {escape_markdown(h.page_cited)} (score {h.score:.3f})"
+            )
         if m.hits:
             lines.append("")
     return "\n".join(lines)

@@ -124,8 +124,9 @@ def short_name(name: str, n: int = 40) -> str:
 
 
 def evidence_label(number: int, hit: Hit) -> str:
-    """The heading of one passage under an answer: "[n] document · page p · score s" (plain text)."""
-    return f"[{number}] {hit.document} · page {hit.page} · score {hit.score:.3f}"
+    """The heading of one passage under an answer: "[n] document · page p · score s" (plain text); the
+    page is the printed one with the PDF page beside it when they differ ("page 45 (PDF p. 56)")."""
+    return f"[{number}] {hit.document} · {hit.page_cited} · score {hit.score:.3f}"
 
 
 def retrieval_detail(hit: Hit) -> str:

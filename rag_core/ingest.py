@@ -19,6 +19,7 @@ import functools
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from rag_core.chunking import Chunker
@@ -27,7 +28,7 @@ from rag_core.embedding import Embedder
 from rag_core.loaders import LoadError, NoExtractableText
 from rag_core.parsepool import parse_file
 from rag_core.store import DuplicateDocument, EmbedderMismatch, KnowledgeStore
-from rag_core.structure import document_title
+from rag_core.structure import document_title, page_labels
 from rag_core.types import Chunk, DocumentInfo, IngestResult, LoadedFile, NewDocument, Stage, sha256_hex
 
 # (stage, done, total): done/total count units of that stage.
@@ -162,8 +163,10 @@ class Ingestor:
             # In a worker process with a time and memory budget: a hostile PDF cannot hang the server.
             loaded = parsed.result() if parsed is not None else parse_file(data, display, self.settings)
             report("parsing", 1, 1)
-            title = document_title(display, loaded.pages) if self.settings.chunk_context else None
-            chunks = self.chunker.chunk_pages(loaded.pages, title)
+            labels = page_labels(loaded.pages)
+            pages = [replace(p, label=labels.get(p.number)) for p in loaded.pages]
+            title = document_title(display, pages) if self.settings.chunk_context else None
+            chunks = self.chunker.chunk_pages(pages, title)
             if not chunks:  # text, but none the model can read (e.g. only U+FFFD from a broken font map)
                 raise NoExtractableText(
                     "no readable text: the file's text is only symbols the model cannot read (a broken font "
@@ -181,7 +184,7 @@ class Ingestor:
                     sha256=sha,
                     kind=loaded.kind,
                     page_count=loaded.page_count,
-                    pages=loaded.pages,
+                    pages=pages,
                     chunks=chunks,
                     vectors=vectors,
                     norms=norms,

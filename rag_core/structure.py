@@ -153,3 +153,47 @@ def context_line(title: str, path: list[str]) -> str:
     """The context a chunk is embedded and indexed with: title > heading > subheading, capped in length."""
     text = " > ".join([title, *path]) if title else " > ".join(path)
     return text if len(text) <= MAX_CONTEXT_CHARS else text[: MAX_CONTEXT_CHARS - 1] + "…"
+
+
+# ---------------------------------------------------------------------------- printed page numbers
+
+_PAGE_WORD = re.compile(r"\bpage\s+([0-9]{1,4})(?:\s+of\s+[0-9]{1,4})?\b", re.IGNORECASE)
+_BARE_NUMBER = re.compile(r"^[-–—\s]*([0-9]{1,4})[-–—\s]*$")
+_EDGE_LINES = 3
+
+
+def _printed_number(text: str) -> int | None:
+    """The page number printed in the first or last lines of a page's text, if there is one."""
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    edges = lines[:_EDGE_LINES] + lines[-_EDGE_LINES:]
+    for line in edges:
+        if len(line) <= 120 and (m := _PAGE_WORD.search(line)):
+            return int(m.group(1))
+    for line in edges:
+        if m := _BARE_NUMBER.match(line):
+            return int(m.group(1))
+    return None
+
+
+def page_labels(pages: Sequence[Page]) -> dict[int, str]:
+    """Printed page numbers, by PDF page index, where the document prints them.
+
+    Many documents number their pages differently from the file ("Page 45" on PDF page 56). The
+    numbers found at the top or bottom of pages vote for one offset between printed and PDF numbers;
+    when at least three pages and most of those with a number agree, every page from the first such
+    page on gets its label (a page whose footer the extraction lost still gets one), and pages before
+    it (cover, contents) get none. No agreement, no labels: a citation then names the PDF page only.
+
+    >>> pages = [Page(1, "Cover")] + [Page(i, f"Text of clause {i}.\\nPage {i - 1} of 9") for i in range(2, 6)]
+    >>> page_labels(pages)
+    {2: '1', 3: '2', 4: '3', 5: '4'}
+    """
+    found = {p.number: n for p in pages if (n := _printed_number(p.text)) is not None}
+    if len(found) < 3:
+        return {}
+    offsets = Counter(n - index for index, n in found.items())
+    offset, votes = offsets.most_common(1)[0]
+    if votes < 3 or votes * 2 <= len(found):
+        return {}
+    first = min(index for index, n in found.items() if n - index == offset)
+    return {p.number: str(p.number + offset) for p in pages if p.number >= first and p.number + offset >= 1}

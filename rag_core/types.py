@@ -96,6 +96,7 @@ class Page:
 
     number: int
     text: str
+    label: str | None = None  # the page number printed on the page, when it differs in kind or value
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,7 @@ class ChunkRow:
     text: str
     norm: float
     context: str = ""
+    page_label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -227,12 +229,20 @@ class Hit:
     page: int
     chunk_id: int
     text: str
+    page_label: str | None = None  # the printed page number ("45" on PDF page 56), null when none
     start: int = field(default=0, metadata=INTERNAL)
     end: int = field(default=0, metadata=INTERNAL)
     dense_rank: int | None = field(default=None, metadata=INTERNAL)  # None = not among its candidates
     bm25_score: float | None = field(default=None, metadata=INTERNAL)
     bm25_rank: int | None = field(default=None, metadata=INTERNAL)
     fused_score: float | None = field(default=None, metadata=INTERNAL)
+
+    @property
+    def page_cited(self) -> str:
+        """The page as a citation names it: "page 45 (PDF p. 56)" when the printed number differs."""
+        if self.page_label is None or self.page_label == str(self.page):
+            return f"page {self.page}"
+        return f"page {self.page_label} (PDF p. {self.page})"
 
     @classmethod
     def from_row(
@@ -254,6 +264,7 @@ class Hit:
             page=row.page,
             chunk_id=row.chunk_id,
             text=row.text,
+            page_label=row.page_label,
             start=row.start,
             end=row.end,
             dense_rank=dense_rank,

@@ -15,7 +15,7 @@ from rag_core.__main__ import main
 from rag_core.embedding import Embedder
 
 ROOT = Path(__file__).resolve().parent.parent
-HIT_KEYS = {"rank", "score", "document", "document_id", "page", "chunk_id", "text"}
+HIT_KEYS = {"rank", "score", "document", "document_id", "page", "page_label", "chunk_id", "text"}
 INGEST_KEYS = {"file", "status", "document_id", "pages", "chunks", "error"}
 
 
@@ -56,6 +56,7 @@ class TestRoundTrip:
         result = json.loads(first.stdout)
         assert result["query"] == "work from home" and len(result["hits"]) == 2
         assert set(result["hits"][0]) == HIT_KEYS and result["hits"][0]["page"] == 2
+        assert result["hits"][0]["page_label"] is None  # the test PDF prints no page numbers
 
         again = run_cli("ingest", str(policy_pdf), "--json", data_dir=kb)
         assert again.returncode == 0 and json.loads(again.stdout)["status"] == "duplicate"

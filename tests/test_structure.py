@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from rag_core.structure import HeadingPath, context_line, document_title, heading_level, headings, running_lines
+from rag_core.structure import (
+    HeadingPath,
+    context_line,
+    document_title,
+    heading_level,
+    headings,
+    page_labels,
+    running_lines,
+)
 from rag_core.types import Page
 
 
@@ -72,3 +80,32 @@ class TestContext:
     def test_context_line_is_capped(self) -> None:
         assert context_line("handbook", ["A", "B"]) == "handbook > A > B"
         assert len(context_line("t", ["x" * 500])) <= 240
+
+
+class TestPageLabels:
+    def test_offset_agreed_by_the_pages_labels_from_the_first_numbered_page(self) -> None:
+        pages = [Page(1, "AGREEMENT"), Page(2, "Contents\ni")]
+        pages += [Page(i, f"Clause {i}\nmore text\n- {i - 2} -") for i in range(3, 9)]
+        pages[5] = Page(6, "Clause 6 text whose footer the extraction lost")
+        labels = page_labels(pages)
+        assert labels == {3: "1", 4: "2", 5: "3", 6: "4", 7: "5", 8: "6"}
+
+    def test_page_n_of_m_at_the_top_and_no_labels_without_agreement(self) -> None:
+        top = [Page(i, f"Page {i + 10} of 300\nText.") for i in range(1, 5)]
+        assert page_labels(top) == {i: str(i + 10) for i in range(1, 5)}
+        numbers_in_text = [Page(i, f"Text\n{n}") for i, n in ((1, 7), (2, 30), (3, 2), (4, 99))]
+        assert page_labels(numbers_in_text) == {}
+        assert page_labels([Page(1, "1"), Page(2, "2")]) == {}  # too few to trust
+
+
+def test_real_documents_printed_numbers() -> None:
+    from pathlib import Path
+
+    from rag_core.loaders import load_path
+
+    corpus = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "hr"
+    path = corpus / "bcgeu-19th-main-public-service-agreement-2022-2025.pdf"
+    if not path.exists():
+        pytest.skip(f"the shared corpus is not at {corpus}")
+    labels = page_labels(load_path(path).pages)
+    assert labels[56] == "45"  # the vacation table: printed "Page 45" on PDF page 56

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -25,7 +26,17 @@ from rag_core.types import (
 class TestJson:
     def test_contract_keys(self) -> None:
         hit = Hit(1, 0.5, "a.pdf", "abc", 2, 7, "text", start=3, end=9, dense_rank=1, bm25_rank=2)
-        assert list(hit.to_json()) == ["rank", "score", "document", "document_id", "page", "chunk_id", "text"]
+        assert list(hit.to_json()) == [
+            "rank",
+            "score",
+            "document",
+            "document_id",
+            "page",
+            "chunk_id",
+            "text",
+            "page_label",
+        ]
+        assert hit.page_cited == "page 2" and replace(hit, page_label="ii").page_cited == "page ii (PDF p. 2)"
         assert "bm25_rank" in hit.evidence_json() and "start" not in hit.evidence_json()
         result = IngestResult("a.pdf", "failed", None, 0, 0, "damaged", "damaged")
         assert list(result.to_json()) == ["file", "status", "document_id", "pages", "chunks", "error"]

@@ -29,7 +29,7 @@ from rag_core.store.protocol import DuplicateDocument, StoreError, check_recorde
 from rag_core.store.vectors import DEFAULT_ANN_THRESHOLD, VectorGenerations, fsync_file
 from rag_core.types import ChunkRow, DocumentInfo, FloatArray, IndexInfo, IndexKind, IntArray, NewDocument
 
-SCHEMA_VERSION = 2  # 2: chunks.context (the title and heading path a chunk is indexed with)
+SCHEMA_VERSION = 3  # 2: chunks.context (the title and heading path a chunk is indexed with); 3: pages.label
 DB_NAME = "kb.sqlite3"
 LOCK_NAME = "kb.lock"
 ORIGINALS = "originals"
@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS pages (
     document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
     page INTEGER NOT NULL,
     text TEXT NOT NULL,
+    label TEXT,
     PRIMARY KEY (document_id, page)
 );
 CREATE TABLE IF NOT EXISTS chunks (
@@ -70,8 +71,9 @@ CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_id);
 
 _DOCUMENTS = "SELECT id, name, sha256, kind, bytes, pages, chunks, added_at FROM documents"
 _CHUNKS = (
-    "SELECT c.id, c.document_id, d.name, c.page, c.start, c.end, c.text, c.norm, c.context "
-    "FROM chunks c JOIN documents d ON d.id = c.document_id"
+    "SELECT c.id, c.document_id, d.name, c.page, c.start, c.end, c.text, c.norm, c.context, p.label "
+    "FROM chunks c JOIN documents d ON d.id = c.document_id "
+    "LEFT JOIN pages p ON p.document_id = c.document_id AND p.page = c.page"
 )
 
 
@@ -246,8 +248,8 @@ class LocalStore:
                     (doc.document_id, doc.name, doc.sha256, doc.kind, info.bytes, info.pages, info.chunks, added_at),
                 )
                 db.executemany(
-                    "INSERT INTO pages(document_id, page, text) VALUES (?, ?, ?)",
-                    [(info.document_id, p.number, p.text) for p in doc.pages],
+                    "INSERT INTO pages(document_id, page, text, label) VALUES (?, ?, ?, ?)",
+                    [(info.document_id, p.number, p.text, p.label) for p in doc.pages],
                 )
                 db.executemany(
                     "INSERT INTO chunks(id, document_id, page, start, end, text, norm, context) "
@@ -393,6 +395,8 @@ def _migrate(db: sqlite3.Connection, version: int) -> int:
         columns = {str(r[1]) for r in db.execute("PRAGMA table_info(chunks)")}
         if "context" not in columns:  # 1 -> 2: chunks indexed so far keep an empty context
             db.execute("ALTER TABLE chunks ADD COLUMN context TEXT NOT NULL DEFAULT ''")
+        if "label" not in {str(r[1]) for r in db.execute("PRAGMA table_info(pages)")}:  # 2 -> 3: no labels yet
+            db.execute("ALTER TABLE pages ADD COLUMN label TEXT")
         _set_meta(db, "schema_version", str(SCHEMA_VERSION))
         db.execute("COMMIT")
     except BaseException:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +138,22 @@ class TestRowsAndVectors:
         assert got_ids.tolist() == [ids[3], ids[0]]
         np.testing.assert_allclose(got, vecs[[3, 0]], atol=1e-6)
         assert store.norms([int(ids[1]), 999_999]).shape == (2,)
+
+    def test_chunks_come_back_with_context_and_printed_page(self, store: KnowledgeStore) -> None:
+        doc = new_document("a.txt", b"a", n=2)
+        doc = replace(
+            doc,
+            pages=[replace(doc.pages[0], label="iv")],
+            chunks=[replace(c, context="Leave > Sick leave") for c in doc.chunks],
+        )
+        info = store.add(doc)
+        rows = store.all_chunks()
+        assert {(r.context, r.page_label, r.document_id) for r in rows} == {
+            ("Leave > Sick leave", "iv", info.document_id)
+        }
+        assert store.chunks_by_ids([rows[0].chunk_id])[rows[0].chunk_id] == rows[0]
+        _, _, texts = store.chunk_texts()
+        assert texts == ["Leave > Sick leave\ns0", "Leave > Sick leave\ns1"]  # what BM25 indexes
 
     def test_norms_are_the_stored_ones(self, store: KnowledgeStore) -> None:
         doc = new_document("a.txt", b"a", n=4)

@@ -71,16 +71,17 @@ class TestLayout:
         store.delete("a.txt")
         assert store.documents() == []
 
-    def test_schema_1_is_migrated_and_its_chunks_keep_working(self, tmp_path: Path) -> None:
+    def test_older_schema_is_migrated_and_its_chunks_keep_working(self, tmp_path: Path) -> None:
         store = LocalStore(tmp_path)
         _add(store, "old.txt", b"old")
         with sqlite3.connect(tmp_path / "kb.sqlite3") as db:  # what a schema-1 PolicyPal left behind
             db.execute("ALTER TABLE chunks DROP COLUMN context")
+            db.execute("ALTER TABLE pages DROP COLUMN label")
             db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
         db.close()
         reopened = LocalStore(tmp_path)
         assert reopened.meta("schema_version") == str(local_module.SCHEMA_VERSION)
-        assert [c.context for c in reopened.all_chunks()] == ["", "", ""]
+        assert [(c.context, c.page_label) for c in reopened.all_chunks()] == [("", None)] * 3
         reopened.add(replace(new_document("new.txt", b"new"), chunks=[Chunk(1, 0, 2, "s0", 1, "Leave > 4.2 Sick")] * 3))
         _, _, texts = reopened.chunk_texts()
         assert texts[:3] == ["s0", "s1", "s2"] and texts[3] == "Leave > 4.2 Sick\ns0"  # BM25 reads the context
