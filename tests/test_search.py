@@ -78,7 +78,16 @@ class TestHits:
         hits = search_vectors(kb, raw[2:3], np.ones(1, np.float32), 2)[0]
         assert len(hits) == 2 and (hits[0].rank, hits[0].page, hits[0].text) == (1, 3, "c2")
         assert hits[1].rank == 2 and hits[1].score == pytest.approx(0.0, abs=1e-6)
-        assert set(hits[0].to_json()) == {"rank", "score", "document", "document_id", "page", "page_label", "chunk_id", "text"}
+        assert set(hits[0].to_json()) == {
+            "rank",
+            "score",
+            "document",
+            "document_id",
+            "page",
+            "page_label",
+            "chunk_id",
+            "text",
+        }
 
     def test_rank_of_first(self) -> None:
         hits = [Hit(1, 0.9, "a.pdf", "x", 2, 1, "t"), Hit(2, 0.8, "b.pdf", "y", 4, 2, "t")]
