@@ -5,7 +5,14 @@ import streamlit as st
 from pages.common import generator, get_engine, metric, mode, require_router, stop_if_empty, top_k
 from rag_core.answer import AnswerStream, GeneratorError
 from rag_core.conversation import ChatMessage, export_json, export_markdown
-from rag_core.display import escape_markdown, evidence_label, highlight, query_terms, retrieval_detail
+from rag_core.display import (
+    escape_markdown,
+    evidence_label,
+    evidence_order,
+    highlight,
+    query_terms,
+    retrieval_detail,
+)
 
 require_router("pages/chat.py")
 engine = get_engine()
@@ -26,8 +33,11 @@ def show_evidence(message: ChatMessage, question: str) -> None:
     if message.warning:
         st.warning(escape_markdown(message.warning), icon=":material/warning:")
     terms = query_terms(question)
-    for i, hit in enumerate(message.hits, 1):
-        with st.expander(escape_markdown(evidence_label(i, hit)), expanded=(i == 1 and message.grounded)):
+    # The passages the answer cites come first, the first one open; the number stays the answer's [n].
+    ordered = evidence_order(message.hits, [c.number for c in message.citations])
+    for position, (number, hit, cited) in enumerate(ordered):
+        opened = position == 0 and cited and message.grounded
+        with st.expander(escape_markdown(evidence_label(number, hit)), expanded=opened):
             st.caption(retrieval_detail(hit))
             st.markdown(highlight(hit.text, terms))
     if message.prompt:

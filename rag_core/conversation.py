@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from rag_core.display import escape_markdown
+from rag_core.display import escape_markdown, evidence_order
 from rag_core.types import Answer, Citation, Hit, Role, json_of
 
 
@@ -61,7 +61,7 @@ def export_markdown(messages: Sequence[ChatMessage]) -> str:
         lines += [f"**{who}:** {escape_markdown(m.content)}", ""]
         if m.without_context is not None:
             lines += [f"*Without retrieval:* {escape_markdown(m.without_context)}", ""]
-        for i, h in enumerate(m.hits, 1):
+        for i, h, _ in evidence_order(m.hits, [c.number for c in m.citations]):
             lines.append(
                 f"- [{i}] {escape_markdown(h.document)}, {escape_markdown(h.page_cited)} (score {h.score:.3f})"
             )

@@ -9,7 +9,7 @@ or `<script>`. Everything from a document goes through `escape_markdown` before 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from rag_core.types import Hit
 
@@ -143,3 +143,16 @@ def retrieval_detail(hit: Hit) -> str:
     if hit.fused_score is not None:
         parts.append(f"fused rank {hit.rank} (score {hit.fused_score:.3f})")
     return " · ".join(parts)
+
+
+def evidence_order(hits: Sequence[Hit], cited: Sequence[int]) -> list[tuple[int, Hit, bool]]:
+    """(passage number, hit, cited?) in the order the answer uses the passages: those cited first, in
+    the order of their first [n] marker, then the others by rank. Numbers stay the [n] of the answer.
+
+    >>> hits = [Hit(r, 0.5, "d", "d", 1, r, "") for r in (1, 2, 3)]
+    >>> [(n, c) for n, _, c in evidence_order(hits, [3, 1])]
+    [(3, True), (1, True), (2, False)]
+    """
+    numbers = [n for n in dict.fromkeys(cited) if 1 <= n <= len(hits)]
+    rest = [n for n in range(1, len(hits) + 1) if n not in numbers]
+    return [(n, hits[n - 1], n in numbers) for n in numbers + rest]

@@ -237,3 +237,19 @@ class TestEvaluate:
             ("Can I work from home?", "policy.pdf", [2, 3]),
             ("Moon?", None, []),
         ]
+
+
+def test_evidence_lists_the_cited_passages_first(tmp_path: Path) -> None:
+    """The answer's passages come first in the export (and on the page), each keeping its [n]."""
+    from rag_core.conversation import ChatMessage, export_markdown
+    from rag_core.types import Citation, Hit
+
+    hits = [Hit(r, 0.9 - r / 10, f"doc{r}.pdf", f"d{r}", r, r, f"text {r}") for r in (1, 2, 3)]
+    reply = ChatMessage(
+        "assistant",
+        "It is so [3], also [1].",
+        citations=[Citation(3, "doc3.pdf", 3, 3), Citation(1, "doc1.pdf", 1, 1)],
+        hits=hits,
+    )
+    listed = [line for line in export_markdown([reply]).splitlines() if line.startswith("- [")]
+    assert [line[:5] for line in listed] == ["- [3]", "- [1]", "- [2]"]
