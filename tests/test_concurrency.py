@@ -13,11 +13,13 @@ them once for the whole test instead, which is what a real server has: one runti
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import re
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -66,6 +68,18 @@ def parallel_apptest(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(app_test, "Runtime", _RuntimeSink)
     monkeypatch.setattr(app_test, "patch_config_options", lambda options: contextlib.nullcontext())
     monkeypatch.setattr(Runtime, "_instance", runtime)
+    # CPython 3.11 can fail compiling in two threads at once ("SystemError: AST constructor recursion
+    # depth mismatch", fixed in later CPython releases). A Streamlit server compiles each page once,
+    # under its script cache's lock; here every AppTest has a cache of its own, so the harness takes
+    # that lock's place. The sessions still run, upload, search and answer concurrently.
+    compile_lock = threading.Lock()
+    real_compile = builtins.compile
+
+    def serial_compile(*args: Any, **kwargs: Any) -> Any:
+        with compile_lock:
+            return real_compile(*args, **kwargs)
+
+    monkeypatch.setattr(builtins, "compile", serial_compile)
     with patch_config_options({"global.appTest": True}):
         yield
 
