@@ -11,12 +11,14 @@ from rag_core.answer.prompt import build_prompt, chat_messages
 from rag_core.embedding.loading import scoped_load
 from rag_core.types import Hit
 
+MIN_ANSWER_TOKENS = 32  # the shortest answer worth asking a model for: one or two sentences
+
 
 class HFGenerator:
     """A local causal LM through transformers. Loads offline unless downloads are allowed.
 
-    The prompt is fitted to the model's context window minus the answer budget by dropping the
-    lowest-ranked passages, never by cutting text blindly (GPT-2 has 1024 positions).
+    The prompt and the answer are fitted to the model's context window together (`fit`): passages are
+    dropped from the lowest rank and the answer budget shrinks, never is text cut blindly.
     """
 
     def __init__(
@@ -52,10 +54,10 @@ class HFGenerator:
         config = self.model.config
         window = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
         self.context_window = int(window or min(self.tokenizer.model_max_length, 4096))
-        if self.context_window <= self.max_new_tokens + 16:
+        if self.context_window <= MIN_ANSWER_TOKENS + 64:
             raise GeneratorUnavailable(
-                f"{model_id!r} has a context window of {self.context_window} tokens, too small for "
-                f"{self.max_new_tokens} answer tokens plus a prompt"
+                f"{model_id!r} has a context window of {self.context_window} tokens, too small for a prompt "
+                f"and an answer of at least {MIN_ANSWER_TOKENS} tokens"
             )
 
     def _render(self, question: str, hits: Sequence[Hit] | None) -> str:
@@ -71,23 +73,44 @@ class HFGenerator:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def prepare(self, question: str, hits: Sequence[Hit] | None) -> tuple[str, list[Hit]]:
-        budget = self.context_window - self.max_new_tokens
+        prompt, kept, _ = self.fit(question, hits)
+        return prompt, kept
+
+    def fit(self, question: str, hits: Sequence[Hit] | None) -> tuple[str, list[Hit], int]:
+        """(prompt, the passages kept, answer tokens) that fit the context window together.
+
+        A small window (GPT-2 at 256 or 1024 positions) still answers: the lowest-ranked passages are
+        dropped down to the best one, then the answer budget shrinks down to MIN_ANSWER_TOKENS, then
+        the last passage goes. Only when the instructions and the question alone leave no room for a
+        short answer does it fail, saying what took the room.
+        """
         kept = list(hits) if hits is not None else None
         prompt = self._render(question, kept)
-        while kept and self._tokens(prompt) > budget:
+        used = self._tokens(prompt)
+        while kept and len(kept) > 1 and used + self.max_new_tokens > self.context_window:
             kept = kept[:-1]  # drop the lowest-ranked passage
             prompt = self._render(question, kept)
-        if self._tokens(prompt) > budget:
+            used = self._tokens(prompt)
+        if kept and used + MIN_ANSWER_TOKENS > self.context_window:
+            kept = []
+            prompt = self._render(question, kept)
+            used = self._tokens(prompt)
+        room = self.context_window - used
+        if room < MIN_ANSWER_TOKENS:
+            asked = self._tokens(question)
             raise GeneratorError(
-                f"the question alone is longer than {self.name}'s context window ({self.context_window} tokens)"
+                f"the prompt does not fit {self.name}'s context window ({self.context_window} tokens): the "
+                f"instructions take {used - asked} tokens and the question {asked}, which leaves {max(room, 0)} "
+                f"for an answer of at least {MIN_ANSWER_TOKENS}. Ask a shorter question or use a model with a "
+                "larger window"
             )
-        return prompt, list(kept or [])
+        return prompt, list(kept or []), min(self.max_new_tokens, room)
 
     def stream(self, question: str, hits: Sequence[Hit] | None) -> Iterator[str]:
         import torch
         from transformers import TextIteratorStreamer
 
-        prompt, _ = self.prepare(question, hits)
+        prompt, _, budget = self.fit(question, hits)
         inputs = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self.device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
@@ -99,7 +122,7 @@ class HFGenerator:
                     self.model.generate(
                         **inputs,
                         streamer=streamer,
-                        max_new_tokens=self.max_new_tokens,
+                        max_new_tokens=budget,
                         do_sample=False,
                         pad_token_id=pad,
                     )

@@ -144,20 +144,30 @@ class TestExtractive:
 # ---------------------------------------------------------------------------- hf: tiny GPT-2
 
 
-@pytest.fixture(scope="module")
-def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _tiny_gpt2(out: Path, positions: int) -> Path:
     from tokenizers import ByteLevelBPETokenizer
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-    out = tmp_path_factory.mktemp("tiny-gpt2")
     corpus = [LEAVE.text, VPN.text, build_prompt("How many days of leave?", [LEAVE, VPN])] * 20
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(corpus, vocab_size=400, min_frequency=1, special_tokens=["<|endoftext|>"])
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
     tok.save_pretrained(out)
-    config = GPT2Config(vocab_size=len(tok), n_positions=1024, n_embd=32, n_layer=2, n_head=2)
+    config = GPT2Config(vocab_size=len(tok), n_positions=positions, n_embd=32, n_layer=2, n_head=2)
     GPT2LMHeadModel(config).save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"), 1024)
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small window: with this tiny tokenizer the instructions take ~220 of its 384 tokens, as they
+    would take ~90 of a 256-token GPT-2's with GPT-2's own tokenizer."""
+    return _tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2-small"), 384)
 
 
 class TestHF:
@@ -174,6 +184,19 @@ class TestHF:
         assert 0 < len(kept) < len(hits) and kept == hits[: len(kept)]
         assert gen._tokens(prompt) <= 1024 - 600
         assert f"Passage {len(kept)}." in prompt and f"Passage {len(kept) + 1}." not in prompt
+
+    def test_small_window_still_answers(self, tiny_gpt2_small: Path) -> None:
+        gen = HFGenerator(str(tiny_gpt2_small), max_new_tokens=200)
+        hits = [hit(i, f"Passage {i}. " + LEAVE.text, page=i) for i in range(1, 4)]
+        prompt, kept, budget = gen.fit("How many days?", hits)
+        assert kept == hits[:1] and 32 <= budget < 200  # the best passage kept, the answer shortened
+        assert gen._tokens(prompt) + budget <= 384
+        assert list(gen.stream("How many days?", hits))  # and it generates within the window
+
+    def test_failure_says_what_did_not_fit(self, tiny_gpt2_small: Path) -> None:
+        gen = HFGenerator(str(tiny_gpt2_small), max_new_tokens=40)
+        with pytest.raises(GeneratorError, match=r"instructions take \d+ tokens and the question \d+"):
+            gen.prepare("why " * 300, [LEAVE])
 
     def test_question_longer_than_window(self, tiny_gpt2: Path) -> None:
         gen = HFGenerator(str(tiny_gpt2), max_new_tokens=40)
