@@ -34,8 +34,10 @@ from rag_core.config import Settings  # noqa: E402
 from rag_core.embedding import Embedder, shared_embedder  # noqa: E402
 from rag_core.engine import Engine  # noqa: E402
 from rag_core.evaluation import QAItem, load_qa  # noqa: E402
-from rag_core.loaders import LoadError, load_path  # noqa: E402
 from rag_core.search import Fused, fuse, fuse_scores, search_vectors  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from eval_retrieval import readable_pages  # noqa: E402
 
 FOLDS = 5
 DEPTH = 100
@@ -187,15 +189,10 @@ def plain_script(files: list[Path], items: Sequence[QAItem], embedder: Embedder)
     """800-character windows per page, MiniLM, exact search: (hit@5, MRR)."""
     texts: list[str] = []
     where: list[tuple[str, int]] = []
-    for f in files:
-        try:
-            pages = load_path(f).pages
-        except LoadError:
-            continue
-        for p in pages:
-            for s in range(0, max(1, len(p.text)), 800):
-                texts.append(p.text[s : s + 800])
-                where.append((f.name, p.number))
+    for name, p in readable_pages(files):
+        for s in range(0, max(1, len(p.text)), 800):
+            texts.append(p.text[s : s + 800])
+            where.append((name, p.number))
     vecs = embedder.encode_passage(texts)
     index = faiss.IndexFlatIP(vecs.shape[1])
     index.add(vecs)

@@ -16,6 +16,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import faiss
@@ -30,6 +31,7 @@ from rag_core.engine import Engine  # noqa: E402
 from rag_core.evaluation import EvalReport, evaluate, load_qa  # noqa: E402
 from rag_core.loaders import LoadError, load_path  # noqa: E402
 from rag_core.search import Hit  # noqa: E402
+from rag_core.types import Page  # noqa: E402
 
 
 def corpus_files(shared: Path) -> list[Path]:
@@ -69,20 +71,27 @@ def run_engine(
     return out, elapsed
 
 
-def run_baseline(files: list[Path], qa: Path, embedder: Embedder, words: int = 150) -> EvalReport:
-    """The plain script: 150-word chunks per page, no overlap, exact inner-product search."""
-    texts: list[str] = []
-    where: list[tuple[str, int]] = []
+def readable_pages(files: list[Path]) -> Iterator[tuple[str, Page]]:
+    """(file name, page) of every page the loader reads; files it cannot read are skipped, as a plain
+    script would skip them."""
     for f in files:
         try:
             pages = load_path(f).pages
         except LoadError:
             continue
         for p in pages:
-            w = p.text.split()
-            for i in range(0, len(w), words):
-                texts.append(" ".join(w[i : i + words]))
-                where.append((f.name, p.number))
+            yield f.name, p
+
+
+def run_baseline(files: list[Path], qa: Path, embedder: Embedder, words: int = 150) -> EvalReport:
+    """The plain script: 150-word chunks per page, no overlap, exact inner-product search."""
+    texts: list[str] = []
+    where: list[tuple[str, int]] = []
+    for name, p in readable_pages(files):
+        w = p.text.split()
+        for i in range(0, len(w), words):
+            texts.append(" ".join(w[i : i + words]))
+            where.append((name, p.number))
     vecs = embedder.encode_passage(texts)
     index = faiss.IndexFlatIP(vecs.shape[1])
     index.add(vecs)
