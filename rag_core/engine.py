@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import overload
 
 from rag_core import maps
-from rag_core.answer import Answerer, AnswerStream, Generator, retrieval_query
+from rag_core.answer import Answerer, AnswerStream, CoverageJudge, Generator, retrieval_query
 from rag_core.config import Settings
 from rag_core.embedding import Embedder, shared_embedder
 from rag_core.evaluation import EvalReport, QAItem, evaluate
@@ -73,12 +73,17 @@ class Engine:
         self._batch_lock = threading.Lock()
         self._pending: tuple[ChangeKind, list[str]] | None = None
         self.searcher = Searcher(settings, self.store, lambda: self.embedder)
-        self.answerer = Answerer(
-            settings.generator,
-            lambda texts: self.embedder.encode_passage(texts),
+
+        def encode(texts: list[str]) -> FloatArray:
+            return self.embedder.encode_passage(texts)
+
+        judge = CoverageJudge(
+            encode,
+            self.searcher.lexical.vocabulary,
             min_score=settings.min_score,
-            allow_downloads=settings.allow_downloads,
+            min_coverage=settings.min_coverage,
         )
+        self.answerer = Answerer(settings.generator, encode, judge, allow_downloads=settings.allow_downloads)
         self.ingestor = Ingestor(settings, self.store, lambda: self.embedder, self._stored)
 
     @property
@@ -223,10 +228,12 @@ class Engine:
             def search(questions: list[str], m: Mode = m) -> list[list[Hit]]:
                 return self.searcher.search(questions, k=max(k, 5), metric=metric, mode=m)
 
-            reports[m] = evaluate(
-                items, search, k=k, min_score=self.settings.min_score, answer=answer if answers else None
-            )
+            reports[m] = evaluate(items, search, k=k, covered=self.covered, answer=answer if answers else None)
         return reports
+
+    def covered(self, question: str, hits: list[Hit]) -> bool:
+        """Whether `hits` cover `question`, as `ask` decides before answering (see CoverageJudge)."""
+        return self.answerer.judge.judge(question, hits).covered
 
     def generator(self, spec: str | None = None) -> tuple[Generator, str | None]:
         """The generator for `spec` and a warning when it fell back to extractive (see `Answerer`)."""
@@ -247,7 +254,7 @@ class Engine:
         self.answerer.generator(generator)  # a malformed spec fails before any retrieval
         query = retrieval_query(question, history)
         hits = None if no_context else self.searcher.search(query, k=k, metric=metric, mode=mode)
-        return self.answerer.stream(question, hits, generator)
+        return self.answerer.stream(question, hits, generator, query=query)
 
     def answer(
         self,

@@ -160,15 +160,15 @@ def evaluate(
     items: Sequence[QAItem],
     search: Callable[[list[str]], list[list[Hit]]],
     k: int = 5,
-    min_score: float | None = None,
+    covered: Callable[[str, list[Hit]], bool] | None = None,
     answer: AnswerFn | None = None,
 ) -> EvalReport:
     """Score `search` (questions -> hits, at least max(k, 5) each): hit@k and MRR on the answerable items.
 
     Refusals: with `answer`, each question is answered from its hits and a refusal is an answer that is
     not grounded, exactly what `ask` returns; answer-contains is then the share of answerable questions
-    whose answer contains one of `answer_contains` (case-insensitive). Without it, with `min_score`, a
-    question counts as refused when its best hit scores below the threshold.
+    whose answer contains one of `answer_contains` (case-insensitive). Without it, with `covered` (the
+    refusal decision `ask` makes before answering), a question counts as refused when it is not covered.
     """
     all_hits = search([q.question for q in items]) if items else []
     rows: list[QuestionResult] = []
@@ -183,8 +183,8 @@ def evaluate(
             grounded, text = reply.grounded, reply.text
             if q.answerable:
                 ok = reply.grounded and any(a.lower() in reply.text.lower() for a in q.answer_contains)
-        elif min_score is not None:
-            grounded = bool(hits) and max(h.score for h in hits) >= min_score
+        elif covered is not None:
+            grounded = bool(hits) and covered(q.question, hits)
         rows.append(
             QuestionResult(
                 id=q.id,

@@ -144,6 +144,11 @@ class LexicalIndex:
             if stem.isdigit() and int(stem) < current - 1:
                 shutil.rmtree(path, ignore_errors=True)
 
+    def vocabulary(self) -> set[str]:
+        """Every token of the current generation's chunks (what a question's words are looked up in)."""
+        loaded = self._current()
+        return loaded.vocab if loaded is not None else set()
+
     def search(self, queries: list[str], k: int) -> list[list[tuple[float, int]]]:
         """For each query, up to k (BM25 score, chunk id) pairs, best first; no matching term -> []."""
         if k < 1:

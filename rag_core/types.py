@@ -294,6 +294,22 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class Coverage:
+    """Whether the documents cover a question, and why (rag_core.answer.coverage).
+
+    `confidence` is the coverage model's probability that the retrieved passages answer the question;
+    the features it read travel with it so that a refusal can be explained to HR and to the employee.
+    """
+
+    covered: bool
+    confidence: float
+    best_sentence: float  # highest cosine of the question with one sentence of the top passages
+    best_passage: float  # highest cosine of the question with a top passage
+    unknown_share: float  # share of the question's content words no document contains, x vocabulary evidence
+    unknown_terms: list[str] = field(default_factory=list)  # those words, as the question spells them
+
+
+@dataclass(frozen=True)
 class Answer:
     question: str
     text: str = field(metadata=json_key("answer"))
@@ -303,6 +319,7 @@ class Answer:
     hits: list[Hit] = field(default_factory=list)
     prompt: str = ""
     warning: str | None = None
+    coverage: Coverage | None = field(default=None, metadata=INTERNAL)  # None: answered without retrieval
 
     def to_json(self) -> dict[str, object]:
         return json_of(self)

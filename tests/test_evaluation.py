@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,8 +33,12 @@ class TestEvaluate:
         }
         report = evaluate(items, lambda qs: [ranked[q] for q in qs], k=5)
         assert report.refused_unanswerable is None  # no threshold given
-        assert evaluate(items, lambda qs: [ranked[q] for q in qs], min_score=0.5).refused_unanswerable == 0.0
-        assert evaluate(items, lambda qs: [ranked[q] for q in qs], min_score=1.5).refused_unanswerable == 1.0
+
+        def above(t: float) -> Callable[[str, list[Hit]], bool]:
+            return lambda question, hits: max(h.score for h in hits) >= t
+
+        assert evaluate(items, lambda qs: [ranked[q] for q in qs], covered=above(0.5)).refused_unanswerable == 0.0
+        assert evaluate(items, lambda qs: [ranked[q] for q in qs], covered=above(1.5)).refused_unanswerable == 1.0
         assert report.n == 4
         assert report.hit_at == {1: 0.25, 3: 0.5, 5: 0.75}
         assert report.mrr == pytest.approx((1 + 1 / 3 + 0 + 1 / 5) / 4)

@@ -5,10 +5,12 @@ OpenAI-compatible server when the user has one. Every answer is grounded or says
     generators   the `Generator` interface, its spec strings and errors
     extractive   the default: quotes the best sentences with [n] citations, no weights
     hf, openai   language-model backends
-    answerer     `Answerer`: generator cache and fallback, the relevance threshold, `AnswerStream`
+    coverage     `CoverageJudge`: do the passages cover the question? (the refusal decision)
+    answerer     `Answerer`: generator cache and fallback, the refusal, `AnswerStream`
 """
 
-from rag_core.answer.answerer import Answerer, AnswerStream, cited, make_generator
+from rag_core.answer.answerer import Answerer, AnswerStream, cited, make_generator, refusal_text
+from rag_core.answer.coverage import CoverageJudge, CoverageModel
 from rag_core.answer.generators import Generator, GeneratorError, GeneratorUnavailable, parse_spec
 from rag_core.answer.prompt import (
     EXTRACTIVE_NO_CONTEXT,
@@ -30,6 +32,8 @@ __all__ = [
     "SYSTEM_INSTRUCTIONS",
     "AnswerStream",
     "Answerer",
+    "CoverageJudge",
+    "CoverageModel",
     "Generator",
     "GeneratorError",
     "GeneratorUnavailable",
@@ -39,6 +43,7 @@ __all__ = [
     "format_passages",
     "make_generator",
     "parse_spec",
+    "refusal_text",
     "render_messages",
     "retrieval_query",
     "user_message",

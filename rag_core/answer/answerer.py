@@ -1,9 +1,9 @@
 """The Answerer: a question's hits -> a streamed, cited Answer, or a plain "not found".
 
 It owns the generators (built once per spec and kept), the fallback to the extractive answerer when a
-model or server cannot be used, and the relevance threshold: when the best passage scores below
-`min_score` the answer says the documents do not cover it, and no language model is asked to
-improvise (users complain most that answers invent things).
+model or server cannot be used, and the refusal: when the coverage judge (rag_core.answer.coverage)
+finds that the passages do not answer the question, the answer says the documents do not cover it,
+and no language model is asked to improvise (users complain most that answers invent things).
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ import re
 import threading
 from collections.abc import Iterator, Sequence
 
+from rag_core.answer.coverage import CoverageJudge
 from rag_core.answer.extractive import ExtractiveGenerator
 from rag_core.answer.generators import Encode, Generator, GeneratorUnavailable, parse_spec
 from rag_core.answer.hf import HFGenerator
 from rag_core.answer.openai import OpenAIGenerator
 from rag_core.answer.prompt import NOT_FOUND
-from rag_core.types import Answer, Citation, Hit
+from rag_core.types import Answer, Citation, Coverage, Hit
 
 _MARKER = re.compile(r"\[(\d{1,2})\]")
 
@@ -43,23 +44,29 @@ class AnswerStream:
         question: str,
         generator: Generator,
         hits: Sequence[Hit] | None,
-        min_score: float,
+        judge: CoverageJudge | None,
         warning: str | None = None,
+        query: str | None = None,
     ):
         self.question = question
+        self.query = query or question  # what was retrieved with (a follow-up joined to its question)
         self.generator = generator
         self.hits = hits
-        self.min_score = min_score
+        self.judge = judge  # None: answer whatever the passages are (benchmarks that score every answer)
         self.warning = warning
         self.answer: Answer | None = None
 
     def __iter__(self) -> Iterator[str]:
         question, gen, hits = self.question, self.generator, self.hits
-        if hits is not None and (not hits or max(h.score for h in hits) < self.min_score):
-            # Nothing relevant enough: say so, and never let a model improvise.
+        coverage: Coverage | None = None
+        if hits is not None and self.judge is not None:
+            coverage = self.judge.judge(self.query, hits)
+        if hits is not None and (not hits or (coverage is not None and not coverage.covered)):
+            # Not covered: say so, and never let a model improvise.
             prompt, _ = gen.prepare(question, hits)
-            self.answer = Answer(question, NOT_FOUND, gen.name, False, [], list(hits), prompt, self.warning)
-            yield NOT_FOUND
+            text = refusal_text(coverage)
+            self.answer = Answer(question, text, gen.name, False, [], list(hits), prompt, self.warning, coverage)
+            yield text
             return
         prompt, kept = "", list[Hit]()
         parts: list[str] = []
@@ -79,6 +86,7 @@ class AnswerStream:
                 hits=list(hits or []),
                 prompt=prompt,
                 warning=self.warning,
+                coverage=coverage,
             )
 
     def result(self) -> Answer:
@@ -88,6 +96,21 @@ class AnswerStream:
                 pass
         assert self.answer is not None
         return self.answer
+
+
+def refusal_text(coverage: Coverage | None) -> str:
+    """What the employee reads when the documents do not cover the question: the plain "not found",
+    naming (up to three of) the question's words that no document contains, so "Can I bring my dog?"
+    says why rather than leaving the employee to rephrase.
+
+    >>> refusal_text(Coverage(False, 0.1, 0.3, 0.3, 0.5, ["dog"]))
+    'I could not find this in the uploaded documents. None of them mentions “dog”.'
+    """
+    words = coverage.unknown_terms[:3] if coverage is not None else []
+    if not words:
+        return NOT_FOUND
+    listed = ", ".join(f"“{w}”" for w in words[:-1]) + (" or " if len(words) > 1 else "") + f"“{words[-1]}”"
+    return f"{NOT_FOUND} None of them mentions {listed}."
 
 
 def cited(text: str, hits: Sequence[Hit]) -> list[Citation]:
@@ -106,13 +129,14 @@ def cited(text: str, hits: Sequence[Hit]) -> list[Citation]:
 class Answerer:
     """Answers from hits with the generator a spec names. Safe to share between threads.
 
-    `encode` embeds the extractive answerer's candidate sentences; it is only called when one answers.
+    `encode` embeds the extractive answerer's candidate sentences (and the judge's); it is only called
+    when one answers.
     """
 
-    def __init__(self, default_spec: str, encode: Encode, *, min_score: float, allow_downloads: bool = False):
+    def __init__(self, default_spec: str, encode: Encode, judge: CoverageJudge, *, allow_downloads: bool = False):
         parse_spec(default_spec)
         self.default_spec = default_spec
-        self.min_score = min_score
+        self.judge = judge
         self._encode = encode
         self._allow_downloads = allow_downloads
         self._generators: dict[str, Generator] = {}
@@ -138,7 +162,20 @@ class Answerer:
                     return extractive, str(e)
             return self._generators[spec], None
 
-    def stream(self, question: str, hits: Sequence[Hit] | None, generator: str | None = None) -> AnswerStream:
-        """The answer to `question` from `hits` (None: answer without retrieved context), as a stream."""
+    def stream(
+        self,
+        question: str,
+        hits: Sequence[Hit] | None,
+        generator: str | None = None,
+        *,
+        query: str | None = None,
+        refuse: bool = True,
+    ) -> AnswerStream:
+        """The answer to `question` from `hits` (None: answer without retrieved context), as a stream.
+
+        `query` is what the hits were retrieved with when it differs from the question (a follow-up
+        joined to the previous question): coverage is judged on it. refuse=False answers even from
+        passages the judge finds do not cover the question (benchmarks that score every answer and
+        apply refusal thresholds afterwards)."""
         gen, warning = self.generator(generator)
-        return AnswerStream(question, gen, hits, self.min_score, warning)
+        return AnswerStream(question, gen, hits, self.judge if refuse else None, warning, query)

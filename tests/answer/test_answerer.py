@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from rag_core.answer import NOT_FOUND, Answerer, GeneratorUnavailable
+from rag_core.answer.coverage import CoverageJudge
 from rag_core.types import FloatArray, Hit
 
 LEAVE = Hit(1, 0.8, "policy.pdf", "doc1", 4, 101, "Full-time employees accrue 20 days of paid leave per year.")
@@ -22,22 +23,27 @@ def _encode(texts: list[str]) -> FloatArray:
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
+def floor(min_score: float) -> CoverageJudge:
+    """A judge that refuses only below a cosine floor (the coverage model off)."""
+    return CoverageJudge(_encode, None, min_score=min_score, min_coverage=0.0)
+
+
 class TestAnswerer:
     def test_grounded_answer_cites_its_passage(self) -> None:
-        answer = Answerer("extractive", _encode, min_score=0.4).stream("How many days of leave?", [LEAVE, VPN]).result()
+        answer = Answerer("extractive", _encode, floor(0.4)).stream("How many days of leave?", [LEAVE, VPN]).result()
         assert answer.grounded and "20 days" in answer.text
         first = answer.citations[0]
         assert (first.document, first.page, first.chunk_id) == ("policy.pdf", 4, 101)
         assert answer.to_json()["answer"] == answer.text and "text" not in answer.to_json()
 
     def test_below_the_threshold_nothing_is_generated(self) -> None:
-        answerer = Answerer("extractive", _encode, min_score=0.9)
+        answerer = Answerer("extractive", _encode, floor(0.9))
         answer = answerer.stream("How many days of leave?", [LEAVE, VPN]).result()
         assert not answer.grounded and answer.text == NOT_FOUND and answer.citations == []
         assert answer.hits == [LEAVE, VPN]  # the evidence is still shown
 
     def test_generators_are_built_once_and_fall_back(self) -> None:
-        answerer = Answerer("extractive", _encode, min_score=0.4)
+        answerer = Answerer("extractive", _encode, floor(0.4))
         first, warning = answerer.generator()
         assert answerer.generator("extractive")[0] is first and warning is None
         server, warning = answerer.generator("openai:http://127.0.0.1:9/v1#m")
@@ -47,9 +53,9 @@ class TestAnswerer:
 
     def test_malformed_spec_is_a_usage_error(self) -> None:
         with pytest.raises(ValueError, match="valid"):
-            Answerer("gpt-9", _encode, min_score=0.4)
+            Answerer("gpt-9", _encode, floor(0.4))
         with pytest.raises(ValueError, match="valid"):
-            Answerer("extractive", _encode, min_score=0.4).generator("hf:")
+            Answerer("extractive", _encode, floor(0.4)).generator("hf:")
 
     def test_unavailable_extractive_is_not_hidden(self, monkeypatch: pytest.MonkeyPatch) -> None:
         from rag_core.answer import answerer as module
@@ -59,7 +65,7 @@ class TestAnswerer:
 
         monkeypatch.setattr(module, "make_generator", broken)
         with pytest.raises(GeneratorUnavailable):
-            Answerer("extractive", _encode, min_score=0.4).generator()
+            Answerer("extractive", _encode, floor(0.4)).generator()
 
 
 class TestExtractiveAnswers:

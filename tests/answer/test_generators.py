@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import pytest
 
 from rag_core.answer import (
@@ -29,6 +30,7 @@ from rag_core.answer import (
     parse_spec,
     retrieval_query,
 )
+from rag_core.answer.coverage import CoverageJudge
 from rag_core.answer.extractive import ExtractiveGenerator
 from rag_core.answer.hf import HFGenerator
 from rag_core.answer.openai import OpenAIGenerator
@@ -36,6 +38,13 @@ from rag_core.config import Settings
 from rag_core.embedding import Embedder
 from rag_core.engine import Engine
 from rag_core.types import Hit
+
+
+def floor(min_score: float) -> CoverageJudge:
+    """A judge that refuses only below a cosine floor (the coverage model off): no encoder needed."""
+    return CoverageJudge(
+        lambda texts: np.zeros((len(texts), 1), np.float32), None, min_score=min_score, min_coverage=0.0
+    )
 
 
 def hit(rank: int, text: str, score: float = 0.8, document: str = "policy.pdf", page: int = 1) -> Hit:
@@ -128,13 +137,13 @@ class TestExtractive:
         assert text.startswith("Smoking is permitted only in designated")
 
     def test_below_threshold_says_not_found(self, embedder: Embedder) -> None:
-        stream = AnswerStream("Can I bring my dog?", ExtractiveGenerator(embedder.encode_passage), [VPN], min_score=0.6)
+        stream = AnswerStream("Can I bring my dog?", ExtractiveGenerator(embedder.encode_passage), [VPN], floor(0.6))
         assert list(stream) == [NOT_FOUND]
         answer = stream.result()
         assert not answer.grounded and answer.citations == [] and answer.hits == [VPN] and "<passage" in answer.prompt
 
     def test_no_context(self, embedder: Embedder) -> None:
-        answer = AnswerStream("How many days?", ExtractiveGenerator(embedder.encode_passage), None, 0.3).result()
+        answer = AnswerStream("How many days?", ExtractiveGenerator(embedder.encode_passage), None, floor(0.3)).result()
         assert not answer.grounded and answer.hits == [] and "without retrieved passages" in answer.text
 
     def test_cited_ignores_out_of_range_markers(self) -> None:
@@ -202,7 +211,7 @@ class TestHF:
         gen = HFGenerator(str(tiny_gpt2), max_new_tokens=40)
         with pytest.raises(GeneratorError, match="context window"):
             gen.prepare("why " * 2000, [])
-        stream = AnswerStream("why " * 2000, gen, [LEAVE], min_score=0.3)
+        stream = AnswerStream("why " * 2000, gen, [LEAVE], floor(0.3))
         with pytest.raises(GeneratorError):
             list(stream)
         assert stream.answer is not None and stream.answer.text == ""  # the caller still gets an Answer
@@ -270,7 +279,7 @@ class TestOpenAI:
     def test_streams_and_sends_delimited_context(self, chat_server: tuple[str, type[_ChatServer]]) -> None:
         url, handler = chat_server
         gen = OpenAIGenerator(f"{url}#tiny-model", api_key="sk-test")
-        answer = AnswerStream("How many days?", gen, [LEAVE], min_score=0.3).result()
+        answer = AnswerStream("How many days?", gen, [LEAVE], floor(0.3)).result()
         assert answer.text == "Full-time staff get 20 days [1]." and answer.grounded
         assert [c.page for c in answer.citations] == [4]
         request = handler.seen[0]
@@ -282,7 +291,7 @@ class TestOpenAI:
     def test_dropped_connection_is_an_error_with_partial_text(self, chat_server: tuple[str, type[_ChatServer]]) -> None:
         url, handler = chat_server
         handler.mode = "drop"
-        stream = AnswerStream("How many days?", OpenAIGenerator(f"{url}#m"), [LEAVE], min_score=0.3)
+        stream = AnswerStream("How many days?", OpenAIGenerator(f"{url}#m"), [LEAVE], floor(0.3))
         with pytest.raises(GeneratorError, match="before the answer was complete|dropped"):
             list(stream)
         assert stream.answer is not None and stream.answer.text == "Full-time staff"
