@@ -54,7 +54,7 @@ def rows_for(engine: Engine, items: Sequence[QAItem]) -> list[Row]:
     hits = engine.search([q.question for q in items])
     for q, hs in zip(items, hits, strict=True):
         text = engine.answerer.stream(q.question, hs, refuse=False).result().text.lower()
-        c = engine.answerer.judge.judge(q.question, hs)
+        c = engine.answerer.judge.judge(engine.searcher.topic(q.question), hs)
         out.append(
             Row(
                 q.answerable,

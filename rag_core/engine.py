@@ -221,7 +221,7 @@ class Engine:
         reports: dict[Mode, EvalReport] = {}
 
         def answer(question: str, hits: list[Hit]) -> Answer:
-            return self.answerer.stream(question, hits).result()
+            return self.answerer.stream(question, hits, query=self.searcher.topic(question)).result()
 
         for m in modes:
 
@@ -233,7 +233,7 @@ class Engine:
 
     def covered(self, question: str, hits: list[Hit]) -> bool:
         """Whether `hits` cover `question`, as `ask` decides before answering (see CoverageJudge)."""
-        return self.answerer.judge.judge(question, hits).covered
+        return self.answerer.judge.judge(self.searcher.topic(question), hits).covered
 
     def generator(self, spec: str | None = None) -> tuple[Generator, str | None]:
         """The generator for `spec` and a warning when it fell back to extractive (see `Answerer`)."""
@@ -254,7 +254,7 @@ class Engine:
         self.answerer.generator(generator)  # a malformed spec fails before any retrieval
         query = retrieval_query(question, history)
         hits = None if no_context else self.searcher.search(query, k=k, metric=metric, mode=mode)
-        return self.answerer.stream(question, hits, generator, query=query)
+        return self.answerer.stream(question, hits, generator, query=self.searcher.topic(query))
 
     def answer(
         self,

@@ -31,6 +31,7 @@ import numpy as np
 from rag_core.config import Settings
 from rag_core.embedding import Embedder
 from rag_core.lexical import LexicalIndex
+from rag_core.scoping import Scope, Scoper
 from rag_core.store import KnowledgeStore
 from rag_core.types import METRICS, MODES, FloatArray, Hit, Metric, Mode
 
@@ -243,6 +244,7 @@ class Searcher:
         self.store = store
         self._embedder = embedder
         self.lexical = LexicalIndex(store)
+        self.scoper = Scoper(store)
         self._lock = threading.Lock()
 
     @property
@@ -264,6 +266,12 @@ class Searcher:
     def encode(self, queries: list[str]) -> tuple[FloatArray, FloatArray]:
         """(unit query vectors, their norms), with the knowledge base's own query encoder."""
         return self._embedder().encode_query_with_norms(queries)
+
+    def topic(self, query: str) -> str:
+        """The query without the organisation or document it names (rag_core.scoping), as scoped
+        retrieval ranks passages inside that document; the query itself when it names none."""
+        scope = self.scoper.scope(query) if self.settings.scoping else None
+        return scope.query if scope is not None and scope.query else query
 
     def bm25(self, query: str, depth: int) -> list[tuple[float, int]]:
         """Up to `depth` (BM25 score, chunk id) pairs for one query, best first."""
@@ -310,9 +318,16 @@ class Searcher:
         depth = max(k, s.fusion_depth)
         dense = search_vectors(self.store, vectors, norms, depth, metric) if mode == "hybrid" else None
         lexical = self.lexical.search(queries, depth)
+        scopes = [self.scoper.scope(q) if s.scoping else None for q in queries]
         results: list[list[Hit]] = []
         for j, q_hits in enumerate(lexical):
             dense_pairs = [(h.score, h.chunk_id) for h in dense[j]] if dense is not None else []
+            scope = scopes[j]
+            if scope is not None:
+                dense_pairs, q_hits = self._within(scope, queries[j], depth, dense is not None)
+                fused = fuse_scores(dense_pairs, q_hits, k, dense_weight=s.dense_weight if dense_pairs else 0.0)
+                results.append(ranked_hits(self.store, fused, vectors[j], {}, k))
+                continue
             if s.fusion == "convex" and dense is not None:
                 fused = fuse_scores(dense_pairs, q_hits, k, dense_weight=s.dense_weight)
             else:
@@ -327,3 +342,23 @@ class Searcher:
             cosines = {h.chunk_id: h.score for h in dense[j]} if dense is not None and metric == "cosine" else {}
             results.append(ranked_hits(self.store, fused, vectors[j], cosines, k))
         return results
+
+    def _within(
+        self, scope: Scope, query: str, depth: int, dense: bool
+    ) -> tuple[list[tuple[float, int]], list[tuple[float, int]]]:
+        """Both retrievers' candidates inside the documents a question names, ranked by the question
+        without the name (see rag_core.scoping): (dense (cosine, id) pairs, BM25 (score, id) pairs).
+        Hits' scores stay cosines to the whole question, as everywhere (the chunks' context carries
+        their document's title, so the name belongs in the score users see and refusals read).
+
+        Dense is an exact scan of the named documents' vectors; BM25 ranks the whole knowledge base
+        and keeps the named documents' chunks, so its IDF stays the knowledge base's."""
+        text = scope.query or query
+        ids = set(self.scoper.chunk_ids(scope.document_ids))
+        lexical = [(sc, cid) for sc, cid in self.lexical.search([text], max(depth, self.store.size))[0] if cid in ids]
+        if not dense or not ids:
+            return [], lexical[:depth]
+        got, unit = self.store.vectors(sorted(ids))
+        cos = unit @ self.encode([text])[0][0]
+        top = np.argsort(-cos)[:depth]
+        return [(float(cos[t]), int(got[t])) for t in top], lexical[:depth]
