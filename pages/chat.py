@@ -6,6 +6,7 @@ from pages.common import generator, get_engine, metric, mode, require_router, st
 from rag_core.answer import AnswerStream, GeneratorError
 from rag_core.conversation import ChatMessage, export_json, export_markdown
 from rag_core.display import (
+    SIMILARITY_NOTE,
     escape_markdown,
     evidence_label,
     evidence_order,
@@ -35,6 +36,8 @@ def show_evidence(message: ChatMessage, question: str) -> None:
     terms = query_terms(question)
     # The passages the answer cites come first, the first one open; the number stays the answer's [n].
     ordered = evidence_order(message.hits, [c.number for c in message.citations])
+    if ordered:
+        st.caption(SIMILARITY_NOTE)
     for position, (number, hit, cited) in enumerate(ordered):
         opened = position == 0 and cited and message.grounded
         with st.expander(escape_markdown(evidence_label(number, hit)), expanded=opened):

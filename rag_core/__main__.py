@@ -208,7 +208,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
             for h in hits
         ]
         if rows:
-            print(_table(["rank", "score", "document", "page", "text"], rows))
+            print(_table(["rank", "similarity", "document", "page", "text"], rows))
         print()
     return 0
 

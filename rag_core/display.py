@@ -123,10 +123,21 @@ def short_name(name: str, n: int = 40) -> str:
     return name if len(name) <= n else name[: n - 1] + "…"
 
 
+SIMILARITY_NOTE = (
+    "Similarity: how close a passage is in meaning to the question, from 0 (unrelated) to 1 (the same); "
+    "the cosine similarity of their embeddings, the same number wherever PolicyPal shows a score."
+)
+
+
 def evidence_label(number: int, hit: Hit) -> str:
-    """The heading of one passage under an answer: "[n] document · page p · score s" (plain text); the
-    page is the printed one with the PDF page beside it when they differ ("page 45 (PDF p. 56)")."""
-    return f"[{number}] {hit.document} · {hit.page_cited} · score {hit.score:.3f}"
+    """The heading of one passage under an answer: "[n] document · page p · similarity s" (plain
+    text); the page is the printed one with the PDF page beside it when they differ ("page 45 (PDF
+    p. 56)"). The score is the hit's cosine in every mode, so it is named for what it is.
+
+    >>> evidence_label(2, Hit(1, 0.6634, "Leave.pdf", "d", 3, 7, "..."))
+    '[2] Leave.pdf · page 3 · similarity 0.66'
+    """
+    return f"[{number}] {hit.document} · {hit.page_cited} · similarity {hit.score:.2f}"
 
 
 def retrieval_detail(hit: Hit) -> str:

@@ -121,7 +121,7 @@ def map_figure(
 
 
 def scores_figure(hits: Sequence[Hit]) -> go.Figure:
-    """Horizontal bars of the top-k similarity scores, rank 1 on top."""
+    """Horizontal bars of the top-k similarity scores (cosine, as everywhere), rank 1 on top."""
     labels = [f"[{h.rank}] {short_name(h.document, 30)} p{h.page}" for h in hits]
     fig = go.Figure(
         go.Bar(

@@ -105,7 +105,7 @@ class TestChat:
         at.chat_input(key="chat_input").set_value("Can I work from home?").run()
         assert not at.exception
         labels = [plain(e.label) for e in at.expander]
-        assert any("policy.pdf · page 2 · score" in label for label in labels), labels
+        assert any("policy.pdf · page 2 · similarity" in label for label in labels), labels
         assert any(label == "Prompt sent" for label in labels)
         assert "**home**" in texts(at)  # the question's terms are highlighted in the passage
         assert any("dense rank" in c and "fused rank 1" in c for c in texts(at).splitlines())
