@@ -5,8 +5,9 @@ written questions with their gold pages (the QA files `eval` reads) can teach th
 vocabulary. `python -m rag_core tune QA.jsonl --out DIR` does it in minutes on a CPU, and the result is
 an ordinary sentence-transformers directory that `ingest --embedder DIR` accepts for a new knowledge
 base. Whether it helps is measured, not assumed: benchmarks/eval_tune.py cross-validates it on the dev
-set (figures in benchmarks/RESULTS.md); the bundled model stays the default unless the tuned one wins
-on held-out folds.
+set (figures in benchmarks/RESULTS.md: it won on held-out dev questions, not on other documents'
+questions). The bundled model stays the default embedder, since a tuned one belongs to the knowledge
+base whose questions trained it.
 
 Two steps, both over the knowledge base the questions were written for:
 
