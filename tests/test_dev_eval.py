@@ -8,8 +8,6 @@ retrieval, answers or refusals worse fails here. Skipped with a reason when ../s
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from rag_core.config import Settings
