@@ -24,6 +24,7 @@ from typing import overload
 
 from rag_core import maps
 from rag_core.answer import Answerer, AnswerStream, CoverageJudge, Generator, retrieval_query
+from rag_core.answer.cache import EncodeCache
 from rag_core.config import Settings
 from rag_core.embedding import Embedder, shared_embedder
 from rag_core.evaluation import EvalReport, QAItem, evaluate
@@ -74,9 +75,10 @@ class Engine:
         self._pending: tuple[ChangeKind, list[str]] | None = None
         self.searcher = Searcher(settings, self.store, lambda: self.embedder)
 
-        def encode(texts: list[str]) -> FloatArray:
+        def embed(texts: list[str]) -> FloatArray:
             return self.embedder.encode_passage(texts)
 
+        encode = EncodeCache(embed)  # the judge and the extractive answerer read the same sentences
         judge = CoverageJudge(
             encode,
             self.searcher.lexical.vocabulary,

@@ -5,6 +5,7 @@ OpenAI-compatible server when the user has one. Every answer is grounded or says
     generators   the `Generator` interface, its spec strings and errors
     extractive   the default: quotes the best sentences with [n] citations, no weights
     hf, openai   language-model backends
+    cache        `EncodeCache`: sentence embeddings computed once for the judge and the answerer
     coverage     `CoverageJudge`: do the passages cover the question? (the refusal decision)
     answerer     `Answerer`: generator cache and fallback, the refusal, `AnswerStream`
 """
