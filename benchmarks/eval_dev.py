@@ -7,22 +7,27 @@ One knowledge base, as a company would have it: ../shared/eval/dev/docs together
 - the plain script (800-character windows per page, MiniLM, exact inner-product search);
 - PolicyPal without chunk context (the chunks as indexed before rag_core.structure) and with it;
 - fusion settings (convex weight, candidate depth, RRF) chosen on 4 folds and scored on the 5th,
-  averaged over the 5 held-out folds; the same for the refusal threshold.
+  averaged over the 5 held-out folds; the same for the refusal threshold;
+- the defaults per question kind (table, number, ...) on the dev set, so a change aimed at one kind
+  shows where it helps and what it costs the others.
 
 Tuning is never on single questions: a setting is chosen by its score on the other folds.
 
     python benchmarks/eval_dev.py [--shared ../shared] [--work benchmarks/out]
 
-The knowledge bases are kept under --work and reused while the code's chunking settings are the same.
+The knowledge bases are kept under --work and reused while the chunking settings and the code that
+reads and cuts the text (loaders, structure, tables, chunking) are the same: the directory name carries a
+hash of both.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import statistics
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import faiss
@@ -33,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from rag_core.config import Settings  # noqa: E402
 from rag_core.embedding import Embedder, shared_embedder  # noqa: E402
 from rag_core.engine import Engine  # noqa: E402
-from rag_core.evaluation import QAItem, load_qa  # noqa: E402
+from rag_core.evaluation import EvalReport, QAItem, load_qa  # noqa: E402
 from rag_core.search import Fused, fuse, fuse_scores, search_vectors  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -71,6 +76,33 @@ def rank_metrics(items: Sequence[QAItem], ranks: Sequence[int | None]) -> tuple[
     hit5 = sum(1 for _, r in pairs if r is not None and r <= 5) / len(pairs)
     mrr = sum(1.0 / r for _, r in pairs if r is not None and r <= 5) / len(pairs)
     return hit5, mrr
+
+
+def kind_rows(report: EvalReport) -> list[str]:
+    """Table rows of hit@5, MRR and answer-contains per question kind (answerable questions only)."""
+    rows = []
+    answerable = [q for q in report.questions if q.answerable]
+    for kind in sorted({q.kind for q in answerable}):
+        qs = [q for q in answerable if q.kind == kind]
+        hit5 = sum(1 for q in qs if q.hit_rank is not None and q.hit_rank <= 5) / len(qs)
+        mrr = sum(1.0 / q.hit_rank for q in qs if q.hit_rank is not None and q.hit_rank <= 5) / len(qs)
+        ok = sum(1 for q in qs if q.answer_ok) / len(qs)
+        rows.append(f"|   kind {kind} ({len(qs)}) | dev | {hit5:.3f} | {mrr:.3f} | {ok:.3f} | - | - |")
+    return rows
+
+
+def chunking_key(settings: Settings) -> str:
+    """A short hash of what decides the chunks: the chunking settings and the source of the modules that
+    read, clean and cut the text. A knowledge base built by other code is never reused."""
+    digest = hashlib.sha256(repr((settings.chunk_tokens, settings.chunk_overlap, settings.chunk_context)).encode())
+    package = ROOT / "rag_core"
+    for path in sorted([*(package / "loaders").glob("*.py"), *(package / n for n in CHUNKING_MODULES)]):
+        if path.exists():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
+CHUNKING_MODULES = ("chunking.py", "structure.py", "tables.py", "ingest.py")
 
 
 def build(engine: Engine, files: list[Path]) -> None:
@@ -218,7 +250,8 @@ def main() -> int:
         h, m = plain_script(files, items, embedder)
         print(f"| plain script (800 chars, MiniLM, flat) | {name} | {h:.3f} | {m:.3f} | - | - | - |")
     for label, context in (("without chunk context", False), ("with chunk context (default)", True)):
-        settings = Settings(data_dir=args.work / f"devkb-context-{int(context)}", chunk_context=context)
+        base = Settings(chunk_context=context)
+        settings = replace(base, data_dir=args.work / f"devkb-context-{int(context)}-{chunking_key(base)}")
         engine = Engine(settings, embedder=embedder)
         build(engine, files)
         for name, items in (("dev", dev), ("visible", visible)):
@@ -227,6 +260,8 @@ def main() -> int:
                 f"| {label}, defaults | {name} | {report.hit_at_5:.3f} | {report.mrr:.3f} | "
                 f"{report.answer_contains:.3f} | {report.refused_answerable:.3f} | {report.refused_unanswerable:.3f} |"
             )
+            if name == "dev":
+                print("\n".join(kind_rows(report)))
         variants = retrieval_variants(engine, dev)
         h, m, chosen = cross_validate(dev, variants)
         print(f"| {label}, fusion chosen by 5-fold CV | dev held-out | {h:.3f} | {m:.3f} | - | - | - |")

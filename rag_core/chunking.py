@@ -5,7 +5,11 @@ characters can lose its tail without anyone noticing; the lost words are then un
 chunk here fits the model. Why page-aware: a citation must point at the page where the words are, so
 a chunk never spans two pages and keeps its character span in that page's text.
 
-What it leaves out: layout analysis (columns, tables); the loader's text order is taken as is.
+Why table-aware: a row such as "Tenth … 24" is the answer to "how many days after ten years", so it is
+never cut in two, and a chunk holding rows is indexed with their column headers (rag_core.tables),
+also on the page after a page break where the table goes on without them.
+
+What it leaves out: layout analysis (columns, cell positions); the loader's text order is taken as is.
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
-from rag_core.structure import HeadingPath, context_line
+from rag_core.structure import HeadingPath, context_line, running_filter
+from rag_core.tables import document_tables, headers_in, row_spans, whole_spans
 from rag_core.types import Chunk, Page
+
+MAX_TABLE_HEADERS = 2  # a chunk across two tables reads both headers; more would crowd out its text
 
 
 class Tokenizer(Protocol):
@@ -30,20 +37,37 @@ class Tokenizer(Protocol):
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])[\"'\u201d\u2019)\]]*\s+|\n\s*\n|\n(?=\s*(?:[-\u2022*]|\d+[.)])\s)")
 
 
-def split_sentences(text: str) -> list[tuple[int, int]]:
+def split_sentences(text: str, rows: Sequence[tuple[int, int]] | None = None) -> list[tuple[int, int]]:
     """Spans of sentences (and paragraph pieces) in `text`, covering all non-space characters.
+
+    Each table row (`rows`, by default those rag_core.tables finds in the text) is a span of its own and
+    is never split, whatever punctuation it holds.
 
     >>> t = "Leave is paid. Ask HR!\\n\\nNew part"
     >>> [t[a:b] for a, b in split_sentences(t)]
     ['Leave is paid.', 'Ask HR!', 'New part']
+    >>> t = "As follows:\\nYears Days\\nFirst to Second … 15\\nThird … 16\\nNext."
+    >>> [t[a:b] for a, b in split_sentences(t)]
+    ['As follows:', 'Years Days', 'First to Second … 15', 'Third … 16', 'Next.']
     """
     spans: list[tuple[int, int]] = []
     pos = 0
-    for m in _SENTENCE_END.finditer(text):
+    for a, b in sorted(row_spans(text) if rows is None else rows):
+        if a < pos:
+            continue
+        _add_sentences(text, pos, a, spans)
+        _add_span(text, a, b, spans)
+        pos = b
+    _add_sentences(text, pos, len(text), spans)
+    return spans
+
+
+def _add_sentences(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> None:
+    pos = start
+    for m in _SENTENCE_END.finditer(text, start, end):
         _add_span(text, pos, m.start(), spans)
         pos = m.end()
-    _add_span(text, pos, len(text), spans)
-    return spans
+    _add_span(text, pos, end, spans)
 
 
 def _add_span(text: str, a: int, b: int, spans: list[tuple[int, int]]) -> None:
@@ -78,20 +102,26 @@ class Chunker:
 
     def chunk_pages(self, pages: Iterable[Page], title: str | None = None) -> list[Chunk]:
         """Chunks of all pages, in page order. With a `title`, each chunk carries its context: the title
-        and the heading path in effect where it starts (rag_core.structure), across page breaks."""
+        and the heading path in effect where it starts (rag_core.structure), across page breaks, and the
+        column headers of the table rows it holds (rag_core.tables), also of rows whose table began on
+        the page before."""
         pages = list(pages)
         path = HeadingPath(pages) if title is not None else None
+        tables = document_tables(pages, running_filter(pages)) if title is not None else {}
         out: list[Chunk] = []
         for page in pages:
-            for chunk in self.chunk_text(page.text, page.number):
+            rows = whole_spans(tables.get(page.number, [])) if title is not None else None
+            for chunk in self.chunk_text(page.text, page.number, rows):
                 if path is not None and title is not None:
-                    chunk = replace(chunk, context=context_line(title, path.at(chunk.page, chunk.start)))
+                    headers = headers_in(tables.get(page.number, []), chunk.start, chunk.end)[:MAX_TABLE_HEADERS]
+                    chunk = replace(chunk, context=context_line(title, path.at(chunk.page, chunk.start), headers))
                 out.append(chunk)
         return out
 
-    def chunk_text(self, text: str, page: int = 1) -> list[Chunk]:
-        """Chunks of one page's text."""
-        pieces = self._pieces(text)
+    def chunk_text(self, text: str, page: int = 1, rows: Sequence[tuple[int, int]] | None = None) -> list[Chunk]:
+        """Chunks of one page's text; `rows` are the spans kept whole (by default, the table rows that
+        rag_core.tables finds in the text alone)."""
+        pieces = self._pieces(text, rows)
         chunks: list[Chunk] = []
         i = 0
         n = len(pieces)
@@ -116,9 +146,10 @@ class Chunker:
             i = k
         return chunks
 
-    def _pieces(self, text: str) -> list[tuple[int, int, int]]:
-        """(start, end, tokens) of sentences; sentences longer than max_tokens are cut at word pieces."""
-        spans = split_sentences(text)
+    def _pieces(self, text: str, rows: Sequence[tuple[int, int]] | None) -> list[tuple[int, int, int]]:
+        """(start, end, tokens) of sentences and table rows; those longer than max_tokens are cut at word
+        pieces."""
+        spans = split_sentences(text, rows)
         if not spans:
             return []
         # Whole sentences are tokenized only to count and cut them, never fed to the model uncut, so the

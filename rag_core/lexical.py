@@ -13,6 +13,10 @@ is fast (~0.1 s per 2,000 chunks).
 
 Tokens: lower-cased words of 2+ characters and dotted numbers kept whole ("18.3", "2635.204"),
 English stop words removed, Snowball-stemmed ("reviews" ~ "review").
+
+Numbers in a query are also searched in their other spellings (rag_core.numbers.query_variants): "after
+10 years" finds the table row "Tenth … 24", "2 weeks" finds "two (2) weeks". The index itself keeps the
+document's words.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rag_core.logs import quiet
+from rag_core.numbers import query_variants
 from rag_core.store import KnowledgeStore
 
 TOKEN_PATTERN = r"(?u)\d+(?:\.\d+)+|\b\w\w+\b"
@@ -60,6 +65,16 @@ def tokenize(texts: list[str]) -> list[list[str]]:
             show_progress=False,
         )
     return [list(t) for t in out]
+
+
+def expand_query(query: str) -> str:
+    """The query with the other spellings of its numbers added (see rag_core.numbers.query_variants).
+
+    >>> expand_query("Vacation after 10 years")
+    'Vacation after 10 years ten tenth 10th'
+    """
+    extra = query_variants(query)
+    return f"{query} {extra}" if extra else query
 
 
 @dataclass
@@ -157,7 +172,7 @@ class LexicalIndex:
         if loaded is None or loaded.retriever is None or len(loaded.ids) == 0:
             return [[] for _ in queries]
         out: list[list[tuple[float, int]]] = []
-        for tokens in tokenize(queries):
+        for tokens in tokenize([expand_query(q) for q in queries]):
             known = [t for t in tokens if t in loaded.vocab]
             if not known:
                 out.append([])

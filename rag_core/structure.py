@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from rag_core.types import Page
@@ -92,6 +92,13 @@ def _shape(line: str) -> str:
     return re.sub(r"[0-9]+", "#", " ".join(line.split()))
 
 
+def running_filter(pages: Sequence[Page]) -> Callable[[str], bool]:
+    """A test for running header and footer lines of these pages (see `running_lines`), for readers of
+    the text, such as rag_core.tables, that must look past them."""
+    running = running_lines(pages)
+    return lambda line: _shape(line) in running
+
+
 def headings(pages: Sequence[Page]) -> Iterator[Heading]:
     """Every heading line of the pages, in reading order; running headers and footers are left out."""
     running = running_lines(pages)
@@ -149,10 +156,25 @@ def document_title(name: str, pages: Iterable[Page]) -> str:
     return words or first
 
 
-def context_line(title: str, path: list[str]) -> str:
-    """The context a chunk is embedded and indexed with: title > heading > subheading, capped in length."""
+def context_line(title: str, path: list[str], headers: Sequence[str] = ()) -> str:
+    """The context a chunk is embedded and indexed with: title > heading > subheading, capped in length,
+    then, for a chunk holding table rows, their column headers on lines of their own (rag_core.tables).
+
+    >>> context_line("bcgeu agreement", ["ARTICLE 18 - ANNUAL VACATIONS"], ["Vacation Years Workdays"])
+    'bcgeu agreement > ARTICLE 18 - ANNUAL VACATIONS\\nVacation Years Workdays'
+    """
     text = " > ".join([title, *path]) if title else " > ".join(path)
-    return text if len(text) <= MAX_CONTEXT_CHARS else text[: MAX_CONTEXT_CHARS - 1] + "…"
+    text = text if len(text) <= MAX_CONTEXT_CHARS else text[: MAX_CONTEXT_CHARS - 1] + "…"
+    return "\n".join([text, *headers]) if headers else text
+
+
+def table_headers(context: str) -> list[str]:
+    """The column headers a context line carries (see `context_line`), in order.
+
+    >>> table_headers("handbook > Pay\\nYears Rate"), table_headers("handbook > Pay")
+    (['Years Rate'], [])
+    """
+    return [line for line in context.split("\n")[1:] if line]
 
 
 # ---------------------------------------------------------------------------- printed page numbers

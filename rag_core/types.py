@@ -236,6 +236,7 @@ class Hit:
     bm25_score: float | None = field(default=None, metadata=INTERNAL)
     bm25_rank: int | None = field(default=None, metadata=INTERNAL)
     fused_score: float | None = field(default=None, metadata=INTERNAL)
+    context: str = field(default="", metadata=INTERNAL)  # what the chunk was indexed with (Chunk.context)
 
     @property
     def page_cited(self) -> str:
@@ -271,6 +272,7 @@ class Hit:
             bm25_score=bm25_score,
             bm25_rank=bm25_rank,
             fused_score=fused_score,
+            context=row.context,
         )
 
     def to_json(self) -> dict[str, object]:

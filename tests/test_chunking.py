@@ -94,6 +94,44 @@ class TestChunker:
         assert all(c.context == "" for c in Chunker(embedder.tokenizer, 64, 16).chunk_pages(pages))
 
 
+class TestTables:
+    """Table rows are never cut in two, and a chunk holding rows is indexed with their column headers."""
+
+    ROWS = "\n".join(f"Year {i} of service {'…'} {i + 14} workdays" for i in range(1, 41))
+    PAGE = f"Vacation is earned as follows:\nVacation Years Workdays\n{ROWS}"
+
+    def test_splitting_keeps_rows_whole(self) -> None:
+        text = "Leave: as follows.\nYears Days\nFirst to Second … 15\nThird: see note … 16\nNext."
+        parts = [text[a:b] for a, b in split_sentences(text)]
+        assert "Third: see note … 16" in parts  # the colon inside a row does not cut it
+
+    def test_chunks_never_split_a_row_and_carry_its_header(self, embedder: Embedder) -> None:
+        chunks = Chunker(embedder.tokenizer, 40, 10).chunk_pages([Page(56, self.PAGE)], "bcgeu agreement")
+        rows = set(self.ROWS.split("\n"))
+        assert len(chunks) > 3
+        for c in chunks:
+            lines = c.text.split("\n")
+            assert all(line in rows for line in lines if line.startswith("Year ")), c.text
+            assert self.PAGE[c.start : c.end] == c.text  # the shown text stays the page's own
+            if any(line in rows for line in lines):
+                assert c.context.endswith("\nVacation Years Workdays")
+
+    def test_header_carried_across_a_page_break(self, embedder: Embedder) -> None:
+        pages = [
+            Page(55, "AGREEMENT Page 44\n\nText of clause 17."),
+            Page(
+                56,
+                "AGREEMENT Page 45\n\nARTICLE 18 - ANNUAL VACATIONS\nas follows:\nVacation Years Workdays\nTenth … 24",
+            ),
+            Page(57, "AGREEMENT Page 46\n\nSixteenth to eighteenth … 28\nNineteenth … 29\n(c) Conversion of hours."),
+        ]
+        chunks = Chunker(embedder.tokenizer, 64, 0).chunk_pages(pages, "bcgeu")
+        continued = next(c for c in chunks if c.page == 57)
+        assert continued.context == "bcgeu > ARTICLE 18 - ANNUAL VACATIONS\nVacation Years Workdays"
+        assert continued.text.startswith("AGREEMENT Page 46")  # cited page and shown text unchanged
+        assert all(c.context == "" for c in Chunker(embedder.tokenizer, 64, 0).chunk_pages(pages))
+
+
 class TestTokenizerWarning:
     """Sentences are tokenized only to be counted and cut, so the tokenizer's "longer than the maximum
     sequence length" warning is turned off per call (verbose=False), not by a global logger level."""

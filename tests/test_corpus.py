@@ -70,3 +70,16 @@ def test_handbook_question_cites_the_right_page(tmp_path: Path, embedder: Embedd
     hits = engine.search("How often are performance reviews conducted?", k=3)
     assert hits[0].document == "contoso-electronics-employee-handbook.pdf"
     assert 4 in [h.page for h in hits]
+
+
+@pytest.mark.slow
+def test_vacation_table_row_is_found_and_quoted_with_its_figure(tmp_path: Path, embedder: Embedder) -> None:
+    """The BCGEU agreement's vacation table (PDF pages 56-57, leader dots, no header on page 57): "after 10
+    years" finds the row "Tenth … 24", and the answer leads with it, quoted whole with its headers."""
+    engine = Engine(Settings(data_dir=tmp_path / "kb"), embedder=embedder)
+    engine.ingest_paths([CORPUS / "hr" / "bcgeu-19th-main-public-service-agreement-2022-2025.pdf"])
+    continued = [c for c in engine.store.all_chunks() if c.page == 57 and "Sixteenth to eighteenth" in c.text]
+    assert continued and continued[0].context.endswith("\nVacation Years Workdays")
+    answer = engine.answer("How many weeks of vacation does a BCGEU employee get after 10 years?")
+    assert {56, 57} & {h.page for h in answer.hits[:5]}
+    assert answer.grounded and answer.text.startswith("Vacation Years Workdays: Tenth … 24 [")

@@ -9,7 +9,7 @@ import pytest
 from rag_core.config import Settings
 from rag_core.embedding import Embedder
 from rag_core.engine import Engine
-from rag_core.lexical import LexicalIndex, tokenize
+from rag_core.lexical import LexicalIndex, expand_query, tokenize
 from rag_core.store import LocalStore
 
 CLAUSES = "\n\n".join(
@@ -63,6 +63,25 @@ class TestLexicalIndex:
     def test_unknown_words_and_empty_kb(self, engine: Engine, tmp_path: Path) -> None:
         assert engine.searcher.lexical.search(["zzzzqqq the of"], 5) == [[]]
         assert LexicalIndex(LocalStore(tmp_path / "empty")).search(["gifts"], 5) == [[]]
+
+
+class TestNumbers:
+    """A question's numbers are searched in their other spellings: "10 years" finds the row "Tenth … 24"."""
+
+    def test_ordinal_row_found_from_digits(self, tmp_path: Path, embedder: Embedder) -> None:
+        e = Engine(Settings(data_dir=tmp_path / "kb", chunk_tokens=32, chunk_overlap=0), embedder=embedder)
+        rows = "\n".join(f"{word} ........ {days}" for word, days in [("Eighth", 22), ("Ninth", 23), ("Tenth", 24)])
+        text = (
+            "Vacation Years Workdays\n" + rows + "\n\n"
+            "Each vacation year, in the year's first month, employees plan the year and its vacation."
+        )
+        assert e.ingest_bytes("agreement.txt", text.encode()).status == "added"
+        query = "vacation in my 10th year"
+        (found,) = e.searcher.lexical.search([query], 3)
+        top = e.store.chunks_by_ids([found[0][1]])[found[0][1]]
+        assert "Tenth … 24" in top.text
+        assert expand_query(query) == "vacation in my 10th year 10 ten tenth"
+        assert expand_query("my 2 weeks") == "my 2 weeks two second 2nd"
 
 
 class TestHybrid:

@@ -1,32 +1,46 @@
 """The default answerer: quotes the retrieved passages' best sentences with [n] citations; no weights.
 
 Nothing is paraphrased, so nothing is invented: every sentence of an answer is a sentence of a cited
-passage.
+passage, or a table row quoted whole after its column headers ("Vacation Years Workdays: Tenth … 24").
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+from rag_core import numbers
 from rag_core.answer.generators import Encode
 from rag_core.answer.prompt import EXTRACTIVE_NO_CONTEXT, build_prompt
 from rag_core.chunking import split_sentences
 from rag_core.display import query_terms
+from rag_core.structure import table_headers
+from rag_core.tables import LEADER, find_tables
 from rag_core.types import Hit
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    passage: int  # the passage's number, 1-based, as cited
+    position: int  # order within the passage
+    text: str  # as quoted: a sentence, or a row after its headers
+    table: int | None = None  # rows of one table share a number; None for a sentence
 
 
 class ExtractiveGenerator:
     """Quotes the 1-3 sentences of the retrieved passages that best answer the question.
 
-    Sentence score = cosine(sentence, question) + 0.3 x the share of the question's content words the
-    sentence contains + a small bonus for higher-ranked passages + a bonus for a sentence that states a
-    quantity when the question asks for one (how many / how long / how much / when / what percentage):
-    the answer then leads with the figure. Sentences close to the best one (by score) join it, unless
-    they repeat it; a chosen sentence that ends in a colon brings the line after it (the list it
-    introduces). Nothing is paraphrased, so nothing is invented.
+    Sentence score = cosine(sentence, question) + 0.3 x the share of the question's content words and
+    numbers the sentence contains (a number written any way, or inside a range) + a small bonus for
+    higher-ranked passages + a bonus for a sentence that states a quantity when the question asks for
+    one (how many / how long / how much / when / what percentage), and meets the numbers the question
+    names: the answer then leads with the figure. Table rows are candidates too, quoted whole after
+    their column headers. Sentences close to the best one (by score) join it, unless they repeat it; a
+    chosen sentence that ends in a colon brings the line after it (the list it introduces, or the best
+    row of the table it introduces). The best comes first, the others follow in reading order.
     """
 
     name = "extractive"
@@ -46,31 +60,22 @@ class ExtractiveGenerator:
         yield self.compose(question, hits)
 
     def select(self, question: str, hits: Sequence[Hit]) -> list[tuple[int, str]]:
-        """(passage number, sentence) pairs, in reading order."""
-        candidates: list[tuple[int, int, str]] = []  # (passage number, position, sentence)
-        for n, hit in enumerate(hits, 1):
-            pos = 0
-            for a, b in split_sentences(hit.text):
-                for sentence in _strip_headings(hit.text[a:b]):
-                    if len(sentence.split()) >= 4:
-                        candidates.append((n, pos, sentence))
-                        pos += 1
+        """(passage number, sentence or table row) pairs: the best first, then the others in reading order."""
+        candidates = _candidates(hits)
         # A line ending in a colon with nothing after it in its passage ("With respect to working from
         # home:") introduces text the passage does not hold: never an answer on its own.
-        following = {(c[0], c[1]) for c in candidates}
-        candidates = [c for c in candidates if not c[2].rstrip().endswith(":") or (c[0], c[1] + 1) in following]
+        following = {(c.passage, c.position) for c in candidates}
+        candidates = [
+            c for c in candidates if not c.text.rstrip().endswith(":") or (c.passage, c.position + 1) in following
+        ]
         if not candidates:
             return [(n, " ".join(h.text.split())) for n, h in enumerate(hits[:1], 1)]
-        vectors = self.encode([question] + [c[2] for c in candidates])
+        vectors = self.encode([question] + [c.text for c in candidates])
         q, s = vectors[0], vectors[1:]
         cos = s @ q
-        terms = set(query_terms(question))
-        overlap = np.array(
-            [len(terms & set(query_terms(c[2]))) / len(terms) if terms else 0.0 for c in candidates], dtype=np.float32
-        )
-        rank_bonus = np.array([0.05 / c[0] for c in candidates], dtype=np.float32)
-        wants_quantity = asks_for_quantity(question)
-        figure = np.array([QUANTITY_BONUS if wants_quantity and states_quantity(c[2]) else 0.0 for c in candidates])
+        overlap = np.array([term_overlap(question, c.text) for c in candidates], dtype=np.float32)
+        rank_bonus = np.array([0.05 / c.passage for c in candidates], dtype=np.float32)
+        figure = np.array([QUANTITY_BONUS if answers_with_figure(question, c.text) else 0.0 for c in candidates])
         score = cos + 0.3 * overlap + rank_bonus + figure.astype(np.float32)
         order = np.argsort(-score)
         chosen = [int(order[0])]
@@ -79,16 +84,91 @@ class ExtractiveGenerator:
                 break
             if all(float(s[i] @ s[j]) < 0.9 for j in chosen):
                 chosen.append(int(i))
-        position = {(c[0], c[1]): i for i, c in enumerate(candidates)}
+        best = chosen[0]
+        lead = {best}  # the best sentence or row, with the sentence that introduces it or its list
+        position = {(c.passage, c.position): i for i, c in enumerate(candidates)}
         for i in list(chosen):  # "... aligned to your grade:" is no answer without the list after it
-            nxt = position.get((candidates[i][0], candidates[i][1] + 1))
-            if candidates[i][2].rstrip().endswith(":") and nxt is not None and nxt not in chosen:
-                chosen.append(nxt)
-        chosen.sort(key=lambda i: (candidates[i][0], candidates[i][1]))
-        return [(candidates[i][0], candidates[i][2]) for i in chosen]
+            c = candidates[i]
+            nxt = position.get((c.passage, c.position + 1))
+            if not c.text.rstrip().endswith(":") or nxt is None or nxt in chosen:
+                continue
+            table = candidates[nxt].table
+            if table is not None:  # "... as follows:" and a table: its best row, not its first
+                rows = [j for j in range(len(candidates)) if candidates[j].table == table]
+                if any(j in chosen for j in rows):
+                    continue
+                nxt = max(rows, key=lambda j: float(score[j]))
+            chosen.append(nxt)
+            if i == best:
+                lead.add(nxt)
+        # The answer leads with the best (for "how many": the row or sentence with the figure), the rest
+        # follow in reading order.
+        chosen.sort(key=lambda i: (i not in lead, candidates[i].passage, candidates[i].position))
+        return [(candidates[i].passage, candidates[i].text) for i in chosen]
 
     def compose(self, question: str, hits: Sequence[Hit]) -> str:
         return " ".join(f"{sentence} [{n}]" for n, sentence in self.select(question, hits))
+
+
+def _candidates(hits: Sequence[Hit]) -> list[_Candidate]:
+    """The sentences of the passages that could answer (four words or more, headings left out) and their
+    table rows, each quoted whole after its column headers: the headers found above it in the passage,
+    else those the passage was indexed with (its table began on the page before or above the chunk)."""
+    out: list[_Candidate] = []
+    table_number = 0
+    for n, hit in enumerate(hits, 1):
+        indexed = table_headers(hit.context)
+        tables = find_tables(hit.text, min_rows=1 if indexed else None)
+        own = {t.header for t in tables}
+        carried = next((h for h in indexed if h not in own), "")
+        rows: dict[tuple[int, int], tuple[str, int]] = {}
+        other: set[tuple[int, int]] = set()  # a Markdown header row, "|---|": no answer, kept whole
+        for table in tables:
+            table_number += 1
+            other.update(table.other_lines)
+            for span in table.rows:
+                rows[span] = (table.header or carried, table_number)
+        pos = 0
+        for a, b in split_sentences(hit.text, rows=sorted([*rows, *other])):
+            if (a, b) in other:
+                continue
+            if (a, b) in rows:
+                header, number = rows[(a, b)]
+                out.append(_Candidate(n, pos, quote_row(hit.text[a:b], header), number))
+                pos += 1
+                continue
+            for sentence in _strip_headings(hit.text[a:b]):
+                if len(sentence.split()) >= 4:
+                    out.append(_Candidate(n, pos, sentence))
+                    pos += 1
+    return out
+
+
+def quote_row(row: str, header: str) -> str:
+    """A table row as the answer quotes it: whole, after its column headers when there are any.
+
+    >>> quote_row("Tenth … 24", "Vacation Years Workdays")
+    'Vacation Years Workdays: Tenth … 24'
+    """
+    row = " ".join(row.split())
+    header = " ".join(header.split()).rstrip(":").removesuffix(LEADER).strip()
+    return f"{header}: {row}" if header else row
+
+
+def term_overlap(question: str, text: str) -> float:
+    """The share of the question's content words and numbers that the text has. A number counts when
+    the text writes it any way ("10 years" ~ "Tenth", "two" ~ "2") or states a range that holds it
+    ("about 300 hours" ~ "241-560"), so the row or sentence with the question's number wins.
+
+    >>> term_overlap("Vacation days after 10 years?", "Vacation Years Workdays: Tenth … 24")
+    0.6
+    """
+    terms = {t for t in query_terms(question) if not numbers.NUMBER.fullmatch(t)}
+    wanted = numbers.quantities(question)
+    if not terms and not wanted:
+        return 0.0
+    found = len(terms & set(query_terms(text))) + len(numbers.matched(wanted, text))
+    return found / (len(terms) + len(wanted))
 
 
 QUANTITY_BONUS = 0.1
@@ -103,6 +183,32 @@ _STATES_QUANTITY = re.compile(
     r"hundred|half|quarter|first|second|third|fourth|fifth|tenth|annually|weekly|monthly|daily|biweekly)\b",
     re.IGNORECASE,
 )
+
+
+def answers_with_figure(question: str, text: str) -> bool:
+    """True when the question asks for a figure and the text states one; when the question names numbers
+    of its own ("after 10 years", "about 300 hours"), the text must also meet them (rag_core.numbers:
+    "Tenth", "241-560") and state a figure besides: the row of the table that applies, not its neighbours,
+    and not a sentence that only happens to hold a number.
+
+    >>> q = "How many vacation days after 10 years?"
+    >>> answers_with_figure(q, "Tenth … 24"), answers_with_figure(q, "Ninth … 23")
+    (True, False)
+    >>> answers_with_figure(q, "Employees who earn 10 days' pay a month get vacation.")
+    False
+    """
+    if not asks_for_quantity(question) or not states_quantity(text):
+        return False
+    wanted = numbers.quantities(question)
+    if not wanted:
+        return True
+    if not numbers.matched(wanted, text):
+        return False
+    named = {value for value, _ in wanted}
+    return any(m.value not in named for m in numbers.mentions(text)) or _FIGURE.search(text) is not None
+
+
+_FIGURE = re.compile(r"\d%|[$£€]\s?\d|\d\.\d")
 
 
 def asks_for_quantity(question: str) -> bool:

@@ -107,3 +107,52 @@ class TestExtractiveAnswers:
         )
         text = ExtractiveGenerator(_encode).compose("What pension contribution is aligned to my grade?", [listed])
         assert "8% of salary" in text
+
+
+class TestTableRows:
+    """A table row is quoted whole with its column headers, and leads when it holds the figure asked for."""
+
+    TABLE = (
+        "(b) A regular full-time employee who has received at least 10 days' pay at straight-time rates for each\n"
+        "calendar month will have an annual vacation entitlement as follows:\n"
+        "Vacation Years Workdays\nFirst to Second … 15\nThird … 16\nNinth … 23\nTenth … 24\nEleventh … 25"
+    )
+    PROSE = "During the first and subsequent vacation years an employee earns vacation for each month of 10 days' pay."
+
+    def test_the_row_with_the_number_leads(self) -> None:
+        from rag_core.answer.extractive import ExtractiveGenerator
+
+        hits = [
+            Hit(1, 0.8, "bcgeu.pdf", "d", 57, 1, self.PROSE),
+            Hit(2, 0.7, "bcgeu.pdf", "d", 56, 2, self.TABLE),
+        ]
+        text = ExtractiveGenerator(_encode).compose("How many weeks of vacation after 10 years?", hits)
+        assert text.startswith("Vacation Years Workdays: Tenth … 24 [2]")
+        assert "Ninth" not in text and "Eleventh" not in text
+
+    def test_a_continued_row_takes_the_header_it_was_indexed_with(self) -> None:
+        from rag_core.answer.extractive import ExtractiveGenerator
+
+        continued = Hit(
+            1,
+            0.8,
+            "bcgeu.pdf",
+            "d",
+            57,
+            3,
+            "Sixteenth to eighteenth … 28\nNineteenth … 29\nTwentieth … 31\n(c) Conversion of Hours - where the "
+            "workday is greater than seven hours, the entitlement is converted to hours.",
+            context="bcgeu > ARTICLE 18 - ANNUAL VACATIONS\nVacation Years Workdays",
+        )
+        text = ExtractiveGenerator(_encode).compose("How many vacation days in my 20th year?", [continued])
+        assert text.startswith("Vacation Years Workdays: Twentieth … 31 [1]")
+
+    def test_an_introduction_brings_a_row_whole(self) -> None:
+        from rag_core.answer.extractive import ExtractiveGenerator
+
+        hit = Hit(1, 0.8, "bcgeu.pdf", "d", 56, 2, self.TABLE)
+        text = ExtractiveGenerator(_encode, max_sentences=1).compose("What is the annual vacation entitlement?", [hit])
+        intro, row = text.split(" [1] ", 1)
+        assert intro.endswith("as follows:")  # never left dangling: the table it introduces follows
+        assert row.startswith("Vacation Years Workdays: ") and row.endswith(" [1]")
+        assert row.removesuffix(" [1]").split(": ", 1)[1] in self.TABLE.split("\n")  # one row, whole
