@@ -94,7 +94,8 @@ def kind_rows(report: EvalReport) -> list[str]:
 def chunking_key(settings: Settings) -> str:
     """A short hash of what decides the chunks: the chunking settings and the source of the modules that
     read, clean and cut the text. A knowledge base built by other code is never reused."""
-    digest = hashlib.sha256(repr((settings.chunk_tokens, settings.chunk_overlap, settings.chunk_context)).encode())
+    decides = (settings.chunk_tokens, settings.chunk_overlap, settings.chunk_context, settings.embed_context)
+    digest = hashlib.sha256(repr(decides).encode())
     package = ROOT / "rag_core"
     for path in sorted([*(package / "loaders").glob("*.py"), *(package / n for n in CHUNKING_MODULES)]):
         if path.exists():
@@ -249,9 +250,14 @@ def main() -> int:
     for name, items in (("dev", dev), ("visible", visible)):
         h, m = plain_script(files, items, embedder)
         print(f"| plain script (800 chars, MiniLM, flat) | {name} | {h:.3f} | {m:.3f} | - | - | - |")
-    for label, context in (("without chunk context", False), ("with chunk context (default)", True)):
-        base = Settings(chunk_context=context)
-        settings = replace(base, data_dir=args.work / f"devkb-context-{int(context)}-{chunking_key(base)}")
+    setups = (
+        ("without chunk context", Settings(chunk_context=False)),
+        ("chunk context in BM25 and embeddings", Settings(embed_context=True)),
+        ("chunk context in BM25 only (default)", Settings()),
+    )
+    for label, base in setups:
+        name = f"devkb-context-{int(base.chunk_context)}{int(base.embed_context)}-{chunking_key(base)}"
+        settings = replace(base, data_dir=args.work / name)
         engine = Engine(settings, embedder=embedder)
         build(engine, files)
         for name, items in (("dev", dev), ("visible", visible)):

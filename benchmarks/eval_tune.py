@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from eval_dev import FOLDS, build, corpus, fold_of  # noqa: E402
+from eval_dev import FOLDS, build, chunking_key, corpus, fold_of  # noqa: E402
 
 from rag_core.config import Settings  # noqa: E402
 from rag_core.embedding import shared_embedder  # noqa: E402
@@ -150,7 +150,9 @@ def main() -> int:
     visible = load_qa(args.shared / "eval" / "qa.jsonl")
     began = time.monotonic()
 
-    base = Engine(Settings(data_dir=args.work / "devkb-context-1"), embedder=shared_embedder())
+    base = Engine(
+        Settings(data_dir=args.work / f"devkb-context-10-{chunking_key(Settings())}"), embedder=shared_embedder()
+    )
     build(base, files)
     fold_items = [[q for q in dev if fold_of(q) == f] for f in range(FOLDS)]
     base_folds = [scores(base, items) for items in fold_items]

@@ -173,8 +173,9 @@ class Ingestor:
                     "encoding?). Run OCR on it (e.g. ocrmypdf) and upload the result"
                 )
             embedder = self._embedder()
+            texts = [indexed_text(c) if self.settings.embed_context else c.text for c in chunks]
             vectors, norms = embedder.encode_passage_with_norms(
-                [indexed_text(c) for c in chunks], lambda done, total: report("embedding", done, total)
+                texts, lambda done, total: report("embedding", done, total)
             )
             report("saving", 0, 1)
             info = self.store.add(
@@ -217,7 +218,8 @@ class Ingestor:
 
 
 def indexed_text(chunk: Chunk) -> str:
-    """What the embedder reads for a chunk: its context line (title > headings), then its own text."""
+    """What BM25 reads for a chunk (and the embedder, with `embed_context`): its context (title >
+    headings, table headers), then its own text."""
     return f"{chunk.context}\n{chunk.text}" if chunk.context else chunk.text
 
 

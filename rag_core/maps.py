@@ -135,9 +135,12 @@ def knn_preservation(high: FloatArray, low: FloatArray, k: int = 10) -> float:
     """Mean share of each point's k nearest neighbours (cosine, in `high`) that are also among its k
     nearest on the map (Euclidean, in `low`): 1.0 = every neighbourhood kept.
 
-    >>> line = np.array([[np.cos(a), np.sin(a)] for a in np.linspace(0, 1, 6)], dtype=np.float32)
-    >>> knn_preservation(line, line[:, :1] * 10, k=2)
+    >>> angles = np.array([0.0, 0.1, 0.3, 0.6, 1.0, 1.5], dtype=np.float32)
+    >>> arc = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    >>> knn_preservation(arc, angles[:, None] * 10, k=2)  # unrolled onto a line: every neighbour kept
     1.0
+    >>> knn_preservation(arc, angles[::-1, None] * 10, k=2) < 1.0  # the order scrambled
+    True
     """
     import faiss
 

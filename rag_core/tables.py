@@ -89,6 +89,11 @@ def _label(line: str, n: int) -> str:
     return " ".join(tokens[:i])
 
 
+# A line that ends in a printed page number ("... Page 46", "page 3 of 10") is a running header or
+# footer, even where the page's running lines could not be told apart (a chunk read on its own).
+_PRINTED_PAGE = re.compile(r"\bpage\s+[0-9]{1,4}(?:\s+of\s+[0-9]{1,4})?\s*$", re.IGNORECASE)
+
+
 def row_style(line: str) -> Style | None:
     """The kind of table row a line reads as, or None for any other line.
 
@@ -98,9 +103,10 @@ def row_style(line: str) -> Style | None:
     'leader'
     >>> row_style("for an absence of ten (10) consecutive working days, an employee with 10"), row_style("27.1.2.")
     (None, None)
+    >>> row_style("BCGEU and Gov't of BC & BCPSA (03/2025) Page 46")  # a running footer, not a row
     """
     line = line.strip()
-    if not line or _PIPE_SEPARATOR.match(line):
+    if not line or _PIPE_SEPARATOR.match(line) or _PRINTED_PAGE.search(line):
         return None
     if line.startswith("|") or line.count(" | ") >= 1:
         return "pipes"

@@ -61,7 +61,7 @@ class ExtractiveGenerator:
 
     def select(self, question: str, hits: Sequence[Hit]) -> list[tuple[int, str]]:
         """(passage number, sentence or table row) pairs: the best first, then the others in reading order."""
-        candidates = _candidates(hits)
+        candidates = answer_candidates(hits)
         # A line ending in a colon with nothing after it in its passage ("With respect to working from
         # home:") introduces text the passage does not hold: never an answer on its own.
         following = {(c.passage, c.position) for c in candidates}
@@ -110,7 +110,7 @@ class ExtractiveGenerator:
         return " ".join(f"{sentence} [{n}]" for n, sentence in self.select(question, hits))
 
 
-def _candidates(hits: Sequence[Hit]) -> list[_Candidate]:
+def answer_candidates(hits: Sequence[Hit]) -> list[_Candidate]:
     """The sentences of the passages that could answer (four words or more, headings left out) and their
     table rows, each quoted whole after its column headers: the headers found above it in the passage,
     else those the passage was indexed with (its table began on the page before or above the chunk)."""
@@ -242,15 +242,20 @@ def _is_heading(line: str) -> bool:
 
 
 def _strip_headings(text: str) -> list[str]:
-    r"""Split a sentence span at heading lines and drop them: a title is no answer.
+    r"""Split a sentence span at heading lines and drop them: a title is no answer. A line that the
+    next line carries on in lower case ("Meals during\nbusiness travel are covered") is the sentence
+    wrapping, not a heading, and the last line is never one (a heading has text after it).
 
     >>> _strip_headings("Smoking Policy\nSmoking is allowed only in\ndesignated areas.")
     ['Smoking is allowed only in designated areas.']
+    >>> _strip_headings("Meals during\nbusiness travel are covered up to 60 dollars per day.")
+    ['Meals during business travel are covered up to 60 dollars per day.']
     """
     lines = [line.strip() for line in text.split("\n") if line.strip()]
     out: list[list[str]] = [[]]
-    for line in lines:
-        if _is_heading(line):
+    for i, line in enumerate(lines):
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        if nxt and not nxt[:1].islower() and _is_heading(line):
             out.append([])
         else:
             out[-1].append(line)

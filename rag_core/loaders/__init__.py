@@ -64,7 +64,7 @@ def load_bytes(data: bytes, name: str, *, max_bytes: int | None = None, max_page
     """Detect the type of `data` and extract its pages. Raises a `LoadError` subclass on failure.
 
     >>> load_bytes(b"Remote work needs approval.", "remote.md").pages
-    [Page(number=1, text='Remote work needs approval.')]
+    [Page(number=1, text='Remote work needs approval.', label=None)]
     """
     if len(data) == 0:
         raise EmptyFile("the file is empty (0 bytes): upload the document again")

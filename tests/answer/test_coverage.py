@@ -55,9 +55,11 @@ class TestSignals:
 
     def test_model_direction(self) -> None:
         """More similar sentences and passages raise the confidence; words no document has lower it."""
-        base = DEFAULT_MODEL.confidence(0.5, 0.5, 0.0)
-        assert DEFAULT_MODEL.confidence(0.7, 0.5, 0.0) > base > DEFAULT_MODEL.confidence(0.5, 0.5, 0.5)
-        assert DEFAULT_MODEL.confidence(0.5, 0.7, 0.0) > base
+        model = CoverageModel(w_sentence=10.0, w_passage=5.0, w_unknown=-5.0, bias=-7.0)
+        base = model.confidence(0.5, 0.5, 0.0)
+        assert model.confidence(0.7, 0.5, 0.0) > base > model.confidence(0.5, 0.5, 0.5)
+        assert model.confidence(0.5, 0.7, 0.0) > base
+        assert DEFAULT_MODEL.confidence(0.7, 0.5, 0.0) > DEFAULT_MODEL.confidence(0.4, 0.5, 0.0)
         assert 0.0 < DEFAULT_MODEL.confidence(-5.0, -5.0, 1.0) < 1e-6  # clipped, never a math error
 
 
