@@ -78,7 +78,8 @@ class Engine:
         def embed(texts: list[str]) -> FloatArray:
             return self.embedder.encode_passage(texts)
 
-        encode = EncodeCache(embed)  # the judge and the extractive answerer read the same sentences
+        # the judge and the extractive answerer read the same sentences: each is embedded once
+        self.sentence_cache = encode = EncodeCache(embed)
         judge = CoverageJudge(
             encode,
             self.searcher.lexical.vocabulary,
