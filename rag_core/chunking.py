@@ -32,9 +32,14 @@ class Tokenizer(Protocol):
     def __call__(self, text: list[str], **kwargs: object) -> object: ...
 
 
-# A sentence ends at . ! ? (optionally followed by closing quotes/brackets) before whitespace, or at a
-# paragraph break. Lines inside a paragraph stay together: PDFs wrap lines mid-sentence.
-_SENTENCE_END = re.compile(r"(?<=[.!?;:])[\"'\u201d\u2019)\]]*\s+|\n\s*\n|\n(?=\s*(?:[-\u2022*]|\d+[.)])\s)")
+# A sentence ends at . ! ? ; (optionally followed by closing quotes/brackets) before whitespace, at a
+# colon that ends its line (it introduces what follows), or at a paragraph break. A colon inside a line
+# does not end it: "Grade 11 - 12: 7% employer matched" is one statement. Lines inside a paragraph stay
+# together: PDFs wrap lines mid-sentence.
+_SENTENCE_END = re.compile(
+    r"(?<=[.!?;])[\"'\u201d\u2019)\]]*\s+|(?<=:)[\"'\u201d\u2019)\]]*[ \t]*\n\s*|\n\s*\n"
+    r"|\n(?=\s*(?:[-\u2022*]|\d+[.)])\s)"
+)
 
 
 def split_sentences(text: str, rows: Sequence[tuple[int, int]] | None = None) -> list[tuple[int, int]]:
@@ -49,6 +54,9 @@ def split_sentences(text: str, rows: Sequence[tuple[int, int]] | None = None) ->
     >>> t = "As follows:\\nYears Days\\nFirst to Second … 15\\nThird … 16\\nNext."
     >>> [t[a:b] for a, b in split_sentences(t)]
     ['As follows:', 'Years Days', 'First to Second … 15', 'Third … 16', 'Next.']
+    >>> t = "Pension by grade:\\n- Grade 9 - 10: 6% matched\\n- Grade 11 - 12: 7% matched"
+    >>> [t[a:b] for a, b in split_sentences(t)]
+    ['Pension by grade:', '- Grade 9 - 10: 6% matched', '- Grade 11 - 12: 7% matched']
     """
     spans: list[tuple[int, int]] = []
     pos = 0

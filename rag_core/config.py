@@ -122,7 +122,7 @@ class Settings:
     # cosine below the `min_score` floor. Both chosen by 5-fold cross-validation on the dev set's
     # answerable and uncovered questions (benchmarks/eval_refusal.py).
     min_score: float = 0.25
-    min_coverage: float = 0.22
+    min_coverage: float = 0.21
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))

@@ -98,6 +98,15 @@ class ExtractiveGenerator:
                 if any(j in chosen for j in rows):
                     continue
                 nxt = max(rows, key=lambda j: float(score[j]))
+            elif _LIST_ITEM.match(candidates[nxt].text):  # "... aligned to your grade:" and a list: its best item
+                items = []
+                j: int | None = nxt
+                while j is not None and _LIST_ITEM.match(candidates[j].text):
+                    items.append(j)
+                    j = position.get((candidates[j].passage, candidates[j].position + 1))
+                if any(j in chosen for j in items):
+                    continue
+                nxt = max(items, key=lambda j: float(score[j]))
             chosen.append(nxt)
             if i == best:
                 lead.add(nxt)
@@ -171,6 +180,7 @@ def term_overlap(question: str, text: str) -> float:
     return found / (len(terms) + len(wanted))
 
 
+_LIST_ITEM = re.compile(r"\s*(?:[-\u2022*]|\d+[.)])\s")
 QUANTITY_BONUS = 0.1
 _ASKS_QUANTITY = re.compile(
     r"\b(how (many|much|long|often|far|soon|early|late)|what (percentage|percent|proportion|share|amount|rate)"
@@ -244,7 +254,7 @@ def _is_heading(line: str) -> bool:
 def _strip_headings(text: str) -> list[str]:
     r"""Split a sentence span at heading lines and drop them: a title is no answer. A line that the
     next line carries on in lower case ("Meals during\nbusiness travel are covered") is the sentence
-    wrapping, not a heading, and the last line is never one (a heading has text after it).
+    wrapping, not a heading.
 
     >>> _strip_headings("Smoking Policy\nSmoking is allowed only in\ndesignated areas.")
     ['Smoking is allowed only in designated areas.']
@@ -255,7 +265,7 @@ def _strip_headings(text: str) -> list[str]:
     out: list[list[str]] = [[]]
     for i, line in enumerate(lines):
         nxt = lines[i + 1] if i + 1 < len(lines) else ""
-        if nxt and not nxt[:1].islower() and _is_heading(line):
+        if not nxt[:1].islower() and _is_heading(line):
             out.append([])
         else:
             out[-1].append(line)

@@ -108,6 +108,24 @@ class TestExtractiveAnswers:
         text = ExtractiveGenerator(_encode).compose("What pension contribution is aligned to my grade?", [listed])
         assert "8% of salary" in text
 
+    def test_a_list_brings_the_item_that_meets_the_question(self) -> None:
+        """A colon line brings the list item the question asks about, whole ("label: value" is one line)."""
+        from rag_core.answer.extractive import ExtractiveGenerator
+
+        listed = Hit(
+            1,
+            0.8,
+            "h.md",
+            "d",
+            1,
+            2,
+            "The pension contribution available to you is aligned to your grade:\n\n"
+            "- Grade 9 - 10: 6% employer matched\n- Grade 11 - 12: 7% employer matched\n"
+            "- Grade 13 - 15: 8% employer matched\n\nThe minimum contribution in every level is 4%.",
+        )
+        text = ExtractiveGenerator(_encode).compose("What pension contribution does grade 12 get?", [listed])
+        assert "Grade 11 - 12: 7% employer matched" in text and "Grade 9 - 10" not in text
+
 
 class TestTableRows:
     """A table row is quoted whole with its column headers, and leads when it holds the figure asked for."""
