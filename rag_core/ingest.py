@@ -163,8 +163,8 @@ class Ingestor:
             # In a worker process with a time and memory budget: a hostile PDF cannot hang the server.
             loaded = parsed.result() if parsed is not None else parse_file(data, display, self.settings)
             report("parsing", 1, 1)
-            labels = page_labels(loaded.pages)
-            pages = [replace(p, label=labels.get(p.number)) for p in loaded.pages]
+            labels = page_labels(loaded.pages)  # printed numbers; a label the loader set (a section) stands
+            pages = [p if p.label is not None else replace(p, label=labels.get(p.number)) for p in loaded.pages]
             title = document_title(display, pages) if self.settings.chunk_context else None
             chunks = self.chunker.chunk_pages(pages, title)
             if not chunks:  # text, but none the model can read (e.g. only U+FFFD from a broken font map)

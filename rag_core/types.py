@@ -30,7 +30,10 @@ IntArray = npt.NDArray[np.int64]
 Mode = Literal["dense", "bm25", "hybrid"]
 Metric = Literal["cosine", "dot", "l2"]
 Fusion = Literal["convex", "rrf"]
-FileKind = Literal["pdf", "html", "text"]
+FileKind = Literal["pdf", "docx", "html", "text"]
+# A page label that starts with this names a heading section, not a printed page: a file without pages
+# (a Word file with no page breaks) is cited by section ("section 3: Annual leave").
+SECTION_LABEL = "section "
 IngestStatus = Literal["added", "duplicate", "failed"]
 Stage = Literal["parsing", "embedding", "saving"]
 Role = Literal["user", "assistant"]
@@ -96,7 +99,7 @@ class Page:
 
     number: int
     text: str
-    label: str | None = None  # the page number printed on the page, when it differs in kind or value
+    label: str | None = None  # the printed page number when it differs, or a section's name (SECTION_LABEL)
 
 
 @dataclass(frozen=True)
@@ -240,7 +243,10 @@ class Hit:
 
     @property
     def page_cited(self) -> str:
-        """The page as a citation names it: "page 45 (PDF p. 56)" when the printed number differs."""
+        """The page as a citation names it: "page 45 (PDF p. 56)" when the printed number differs, or
+        the section ("section 3: Annual leave") for a file cut into heading sections, not pages."""
+        if self.page_label is not None and self.page_label.startswith(SECTION_LABEL):
+            return self.page_label
         if self.page_label is None or self.page_label == str(self.page):
             return f"page {self.page}"
         return f"page {self.page_label} (PDF p. {self.page})"

@@ -1,11 +1,12 @@
 """File bytes -> a `LoadedFile` of clean text pages. The only package that knows file formats.
 
-What it holds: one module per format family (`pdf`, `html`, `text`), the text normalisation they share
+What it holds: one module per format family (`pdf`, `docx`, `html`, `text`), the text normalisation they share
 (`normalize`), and one typed error per way a file can fail (`errors`), each with a message a person
 can act on. `load_bytes` detects the type from the bytes, not the name (a PDF named `notes.txt` is
-read as a PDF), and hands the file to its format module. What it leaves out: chunking, storage, OCR.
+read as a PDF, a Word file named `.pdf` as Word), and hands the file to its format module. What it
+leaves out: chunking, storage, OCR.
 
-Adding a format (Word, HTML, slides, OCR): a sibling module with
+Adding a format (slides, spreadsheets, OCR): a sibling module with
   - `SUFFIXES`, the lower-case extensions it reads (they join `SUPPORTED_SUFFIXES`, which the upload
     page and the CLI offer);
   - a check on the bytes (`is_pdf(data)`; a zip-based format looks inside the zip, not at the name);
@@ -19,12 +20,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rag_core.loaders.docx import LEGACY_SUFFIXES as _LEGACY_WORD_SUFFIXES
+from rag_core.loaders.docx import SUFFIXES as _DOCX_SUFFIXES
+from rag_core.loaders.docx import is_docx, is_ole2, legacy_message, load_docx, refuse_ole2
 from rag_core.loaders.errors import (
     MAX_FILE_CHARS,
     MAX_PAGE_CHARS,
     DamagedFile,
     EmptyFile,
     FileTooLarge,
+    LegacyWordFile,
     LoadError,
     NoExtractableText,
     ParseOutOfMemory,
@@ -48,7 +53,7 @@ from rag_core.loaders.text import decode_text, is_text, load_text
 from rag_core.types import LoadedFile
 
 # Every extension PolicyPal reads, with the dot, lower-case: the upload page's file filter and the CLI help.
-SUPPORTED_SUFFIXES: tuple[str, ...] = (*_PDF_SUFFIXES, *_HTML_SUFFIXES, *_TEXT_SUFFIXES)
+SUPPORTED_SUFFIXES: tuple[str, ...] = (*_PDF_SUFFIXES, *_DOCX_SUFFIXES, *_HTML_SUFFIXES, *_TEXT_SUFFIXES)
 
 
 def load_path(path: str | Path, *, max_bytes: int | None = None, max_pages: int | None = None) -> LoadedFile:
@@ -73,8 +78,18 @@ def load_bytes(data: bytes, name: str, *, max_bytes: int | None = None, max_page
     suffix = Path(name).suffix.lower()
     if is_pdf(data):
         return load_pdf(data, max_pages=max_pages)
+    if is_docx(data):
+        return load_docx(data, max_pages=max_pages)
+    if is_ole2(data):
+        refuse_ole2(data, suffix)  # a legacy .doc or an encrypted .docx: a message that says what to do
+    elif suffix in _LEGACY_WORD_SUFFIXES:
+        raise LegacyWordFile(legacy_message())
     if suffix in _PDF_SUFFIXES:
         raise DamagedFile("could not be read: damaged PDF (no %PDF- header; the file is named .pdf but is not a PDF)")
+    if suffix in _DOCX_SUFFIXES:
+        raise DamagedFile(
+            "could not be read: damaged Word file (not a .docx zip with a document body); re-save it in Word"
+        )
     if is_html(data, suffix):
         return load_html(data)
     if is_text(data, suffix):
@@ -91,6 +106,7 @@ __all__ = [
     "DamagedFile",
     "EmptyFile",
     "FileTooLarge",
+    "LegacyWordFile",
     "LoadError",
     "NoExtractableText",
     "ParseOutOfMemory",
@@ -101,6 +117,7 @@ __all__ = [
     "TooMuchText",
     "UnsupportedType",
     "decode_text",
+    "is_docx",
     "is_pdf",
     "load_bytes",
     "load_path",

@@ -34,6 +34,12 @@ class UnsupportedType(LoadError):
     kind = "unsupported"
 
 
+class LegacyWordFile(LoadError):
+    """A Word 97-2003 .doc: a binary format PolicyPal does not read; Word saves it as .docx or PDF."""
+
+    kind = "legacy_doc"
+
+
 class EmptyFile(LoadError):
     kind = "empty"
 

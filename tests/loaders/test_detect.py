@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from rag_core.loaders import SUPPORTED_SUFFIXES, DamagedFile, UnsupportedType, load_bytes
+from tests.loaders.test_docx import docx_bytes
 
 
 class TestDetect:
@@ -21,8 +22,9 @@ class TestDetect:
             load_bytes(b"just some text", "policy.pdf")
 
     def test_unsupported_type_names_supported_ones(self) -> None:
-        with pytest.raises(UnsupportedType, match=r"\.docx.*reads \.pdf, \.html, \.htm, \.txt, \.md, \.markdown files"):
-            load_bytes(b"PK\x03\x04\x00\x00binary", "handbook.docx")
+        supported = r"reads \.pdf, \.docx, \.html, \.htm, \.txt, \.md, \.markdown files"
+        with pytest.raises(UnsupportedType, match=r"\.pptx.*" + supported):
+            load_bytes(b"PK\x03\x04\x00\x00binary", "slides.pptx")
 
     def test_binary_with_text_extension_unsupported(self) -> None:
         with pytest.raises(UnsupportedType):
@@ -34,9 +36,13 @@ class TestDetect:
 
 class TestSupportedSuffixes:
     def test_the_list(self) -> None:
-        assert SUPPORTED_SUFFIXES == (".pdf", ".html", ".htm", ".txt", ".md", ".markdown")
+        assert SUPPORTED_SUFFIXES == (".pdf", ".docx", ".html", ".htm", ".txt", ".md", ".markdown")
 
     @pytest.mark.parametrize("suffix", SUPPORTED_SUFFIXES)
     def test_every_listed_suffix_is_read(self, suffix: str, pdf_maker: Callable[..., Path]) -> None:
-        data = pdf_maker(["Leave is paid."]).read_bytes() if suffix == ".pdf" else b"Leave is paid."
+        data = b"Leave is paid."
+        if suffix == ".pdf":
+            data = pdf_maker(["Leave is paid."]).read_bytes()
+        elif suffix == ".docx":
+            data = docx_bytes(lambda document: document.add_paragraph("Leave is paid."))
         assert "Leave is paid" in load_bytes(data, "policy" + suffix.upper()).pages[0].text
