@@ -91,9 +91,11 @@ def refuse_legacy(data: bytes, suffix: str) -> None:
             "password-protected Office file: open it, remove the password (File > Info > Protect, "
             "Encrypt with Password, cleared) and upload it again"
         )
-    kind = suffix if suffix in LEGACY_SUFFIXES else None
-    if kind is None and is_ole2(data):
+    kind = None
+    if is_ole2(data):  # the bytes name the format; the extension only when they do not
         kind = next((ext for stream, ext in _STREAMS if stream.encode("utf-16-le") in data), None)
+    if kind is None and suffix in LEGACY_SUFFIXES:
+        kind = suffix
     if kind == ".doc":
         raise LegacyWordFile(legacy_message(kind))
     if kind == ".ppt":
