@@ -23,8 +23,8 @@ if not can_edit:
     admin_sign_in()
 else:
     st.caption(
-        f"Upload PDF, Word (.docx), HTML, TXT or Markdown files. Each file may be up to {settings.max_file_mb:g} MB "
-        "and "
+        "Upload PDF, Word (.docx), PowerPoint (.pptx), Excel (.xlsx), HTML, TXT or Markdown files. "
+        f"Each file may be up to {settings.max_file_mb:g} MB and "
         f"{settings.max_pages} pages, {settings.max_files_per_batch} files per batch (the upload limit is set "
         "in `.streamlit/config.toml`, the engine's in `RAG_MAX_FILE_MB`). The same file uploaded twice is "
         "stored once."

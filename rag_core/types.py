@@ -30,10 +30,14 @@ IntArray = npt.NDArray[np.int64]
 Mode = Literal["dense", "bm25", "hybrid"]
 Metric = Literal["cosine", "dot", "l2"]
 Fusion = Literal["convex", "rrf"]
-FileKind = Literal["pdf", "docx", "html", "text"]
-# A page label that starts with this names a heading section, not a printed page: a file without pages
-# (a Word file with no page breaks) is cited by section ("section 3: Annual leave").
+FileKind = Literal["pdf", "docx", "pptx", "xlsx", "html", "text"]
+# A page label that starts with one of these names the part of a file that is not a printed page, and a
+# citation says it as it is: a Word file with no page breaks is cited by heading section ("section 3:
+# Annual leave"), a presentation by slide ("slide 4"), a workbook by sheet ("sheet: Leave").
 SECTION_LABEL = "section "
+SLIDE_LABEL = "slide "
+SHEET_LABEL = "sheet: "
+NAMED_LABELS = (SECTION_LABEL, SLIDE_LABEL, SHEET_LABEL)
 IngestStatus = Literal["added", "duplicate", "failed"]
 Stage = Literal["parsing", "embedding", "saving"]
 Role = Literal["user", "assistant"]
@@ -99,7 +103,7 @@ class Page:
 
     number: int
     text: str
-    label: str | None = None  # the printed page number when it differs, or a section's name (SECTION_LABEL)
+    label: str | None = None  # the printed page number when it differs, or a section/slide/sheet (NAMED_LABELS)
 
 
 @dataclass(frozen=True)
@@ -244,8 +248,8 @@ class Hit:
     @property
     def page_cited(self) -> str:
         """The page as a citation names it: "page 45 (PDF p. 56)" when the printed number differs, or
-        the section ("section 3: Annual leave") for a file cut into heading sections, not pages."""
-        if self.page_label is not None and self.page_label.startswith(SECTION_LABEL):
+        the section ("section 3: Annual leave"), slide or sheet for a file without pages."""
+        if self.page_label is not None and self.page_label.startswith(NAMED_LABELS):
             return self.page_label
         if self.page_label is None or self.page_label == str(self.page):
             return f"page {self.page}"

@@ -1,12 +1,13 @@
 """File bytes -> a `LoadedFile` of clean text pages. The only package that knows file formats.
 
-What it holds: one module per format family (`pdf`, `docx`, `html`, `text`), the text normalisation they share
-(`normalize`), and one typed error per way a file can fail (`errors`), each with a message a person
-can act on. `load_bytes` detects the type from the bytes, not the name (a PDF named `notes.txt` is
-read as a PDF, a Word file named `.pdf` as Word), and hands the file to its format module. What it
-leaves out: chunking, storage, OCR.
+What it holds: one module per format family (`pdf`, `docx`, `pptx`, `xlsx`, `html`, `text`), what the
+Office formats share (`ooxml`), the text normalisation they all share (`normalize`), and one typed
+error per way a file can fail (`errors`), each with a message a person can act on. `load_bytes`
+detects the type from the bytes, not the name (a PDF named `notes.txt` is read as a PDF, a Word file
+named `.pdf` as Word), and hands the file to its format module. What it leaves out: chunking,
+storage, OCR.
 
-Adding a format (slides, spreadsheets, OCR): a sibling module with
+Adding a format (OpenDocument, OCR): a sibling module with
   - `SUFFIXES`, the lower-case extensions it reads (they join `SUPPORTED_SUFFIXES`, which the upload
     page and the CLI offer);
   - a check on the bytes (`is_pdf(data)`; a zip-based format looks inside the zip, not at the name);
@@ -20,15 +21,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rag_core.loaders.docx import LEGACY_SUFFIXES as _LEGACY_WORD_SUFFIXES
 from rag_core.loaders.docx import SUFFIXES as _DOCX_SUFFIXES
-from rag_core.loaders.docx import is_docx, is_ole2, legacy_message, load_docx, refuse_ole2
+from rag_core.loaders.docx import is_docx, load_docx
 from rag_core.loaders.errors import (
     MAX_FILE_CHARS,
     MAX_PAGE_CHARS,
     DamagedFile,
     EmptyFile,
     FileTooLarge,
+    LegacyExcelFile,
+    LegacyPowerPointFile,
     LegacyWordFile,
     LoadError,
     NoExtractableText,
@@ -46,14 +48,26 @@ from rag_core.loaders.errors import (
 from rag_core.loaders.html import SUFFIXES as _HTML_SUFFIXES
 from rag_core.loaders.html import is_html, load_html
 from rag_core.loaders.normalize import normalize_text
+from rag_core.loaders.ooxml import refuse_legacy
 from rag_core.loaders.pdf import SUFFIXES as _PDF_SUFFIXES
 from rag_core.loaders.pdf import is_pdf, load_pdf
+from rag_core.loaders.pptx import SUFFIXES as _PPTX_SUFFIXES
+from rag_core.loaders.pptx import is_pptx, load_pptx
 from rag_core.loaders.text import SUFFIXES as _TEXT_SUFFIXES
 from rag_core.loaders.text import decode_text, is_text, load_text
+from rag_core.loaders.xlsx import SUFFIXES as _XLSX_SUFFIXES
+from rag_core.loaders.xlsx import is_xlsx, load_xlsx
 from rag_core.types import LoadedFile
 
 # Every extension PolicyPal reads, with the dot, lower-case: the upload page's file filter and the CLI help.
-SUPPORTED_SUFFIXES: tuple[str, ...] = (*_PDF_SUFFIXES, *_DOCX_SUFFIXES, *_HTML_SUFFIXES, *_TEXT_SUFFIXES)
+SUPPORTED_SUFFIXES: tuple[str, ...] = (
+    *_PDF_SUFFIXES,
+    *_DOCX_SUFFIXES,
+    *_PPTX_SUFFIXES,
+    *_XLSX_SUFFIXES,
+    *_HTML_SUFFIXES,
+    *_TEXT_SUFFIXES,
+)
 
 
 def load_path(path: str | Path, *, max_bytes: int | None = None, max_pages: int | None = None) -> LoadedFile:
@@ -80,15 +94,24 @@ def load_bytes(data: bytes, name: str, *, max_bytes: int | None = None, max_page
         return load_pdf(data, max_pages=max_pages)
     if is_docx(data):
         return load_docx(data, max_pages=max_pages)
-    if is_ole2(data):
-        refuse_ole2(data, suffix)  # a legacy .doc or an encrypted .docx: a message that says what to do
-    elif suffix in _LEGACY_WORD_SUFFIXES:
-        raise LegacyWordFile(legacy_message())
+    if is_pptx(data):
+        return load_pptx(data, max_pages=max_pages)
+    if is_xlsx(data):
+        return load_xlsx(data, max_pages=max_pages)
+    refuse_legacy(data, suffix)  # a legacy .doc/.ppt/.xls or a password-protected Office file: what to do
     if suffix in _PDF_SUFFIXES:
         raise DamagedFile("could not be read: damaged PDF (no %PDF- header; the file is named .pdf but is not a PDF)")
     if suffix in _DOCX_SUFFIXES:
         raise DamagedFile(
             "could not be read: damaged Word file (not a .docx zip with a document body); re-save it in Word"
+        )
+    if suffix in _PPTX_SUFFIXES:
+        raise DamagedFile(
+            "could not be read: damaged PowerPoint file (not a .pptx zip with a presentation); re-save it in PowerPoint"
+        )
+    if suffix in _XLSX_SUFFIXES:
+        raise DamagedFile(
+            "could not be read: damaged Excel file (not an .xlsx zip with a workbook); re-save it in Excel"
         )
     if is_html(data, suffix):
         return load_html(data)
@@ -106,6 +129,8 @@ __all__ = [
     "DamagedFile",
     "EmptyFile",
     "FileTooLarge",
+    "LegacyExcelFile",
+    "LegacyPowerPointFile",
     "LegacyWordFile",
     "LoadError",
     "NoExtractableText",
@@ -119,6 +144,8 @@ __all__ = [
     "decode_text",
     "is_docx",
     "is_pdf",
+    "is_pptx",
+    "is_xlsx",
     "load_bytes",
     "load_path",
     "normalize_text",

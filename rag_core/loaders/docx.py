@@ -32,14 +32,13 @@ from rag_core.loaders.errors import (
     MAX_FILE_CHARS,
     MAX_PAGE_CHARS,
     DamagedFile,
-    LegacyWordFile,
     NoExtractableText,
-    PasswordRequired,
     TooManyPages,
     TooMuchText,
     too_much_text_message,
 )
 from rag_core.loaders.normalize import normalize_text
+from rag_core.loaders.ooxml import MAX_XML_BYTES, WORD_PART, check_unpacked_size, zip_holds
 from rag_core.types import SECTION_LABEL, LoadedFile, Page
 
 if TYPE_CHECKING:  # python-docx (and lxml under it) loads only when a Word file arrives: not in PDF workers,
@@ -50,14 +49,9 @@ if TYPE_CHECKING:  # python-docx (and lxml under it) loads only when a Word file
     from docx.text.paragraph import Paragraph
 
 SUFFIXES = (".docx",)
-LEGACY_SUFFIXES = (".doc",)
 
-_ZIP_MAGIC = b"PK\x03\x04"
-_OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Compound File Binary: .doc, .xls, .ppt, encrypted OOXML
-_BODY_PART = "word/document.xml"
-# The XML parts are markup around the text; past this many bytes unpacked (all parts together) the file is
-# a zip bomb, not a policy. Checked before parsing: Word files are read in-process, not in a parse worker.
-MAX_BODY_XML_BYTES = MAX_FILE_CHARS * 10
+_BODY_PART = WORD_PART
+MAX_BODY_XML_BYTES = MAX_XML_BYTES  # past this the file is a zip bomb (see rag_core.loaders.ooxml)
 MAX_LABEL_CHARS = 60
 
 _PAGE = "\f"  # a page mark inside the text being built; split on, never kept
@@ -86,35 +80,7 @@ def is_docx(data: bytes) -> bool:
     >>> is_docx(b"%PDF-1.7"), is_docx(b"PK\\x03\\x04 not really a zip")
     (False, False)
     """
-    if not data.startswith(_ZIP_MAGIC):
-        return False
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return _BODY_PART in archive.namelist()
-    except (zipfile.BadZipFile, ValueError):
-        return False
-
-
-def is_ole2(data: bytes) -> bool:
-    """True for an OLE2 compound file: a legacy .doc, or a password-protected .docx (both are OLE2)."""
-    return data.startswith(_OLE2_MAGIC)
-
-
-def refuse_ole2(data: bytes, suffix: str) -> None:
-    """Raise the error for an OLE2 file that is Word: encrypted .docx, or a legacy .doc. Other OLE2
-    files (.xls, .ppt) return, and are refused as unsupported by the caller."""
-    if "EncryptedPackage".encode("utf-16-le") in data:
-        raise PasswordRequired(
-            "password-protected Office file: open it, remove the password (in Word: File > Info > Protect "
-            "Document > Encrypt with Password, cleared) and upload it again"
-        )
-    if suffix in LEGACY_SUFFIXES or "WordDocument".encode("utf-16-le") in data:
-        raise LegacyWordFile(legacy_message())
-
-
-def legacy_message() -> str:
-    """The `LegacyWordFile` message: what the file is and what to upload instead."""
-    return "this is a legacy Word .doc file: save it as .docx or PDF and upload that"
+    return zip_holds(data, _BODY_PART)
 
 
 @dataclass
@@ -162,16 +128,9 @@ def load_docx(data: bytes, *, max_pages: int | None = None) -> LoadedFile:
 
 
 def _check_body_size(data: bytes) -> None:
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            archive.getinfo(_BODY_PART)  # a zip without a Word body is not a Word file
-            size = sum(i.file_size for i in archive.infolist() if i.filename.endswith((".xml", ".rels")))
-    except (zipfile.BadZipFile, KeyError, ValueError) as error:
-        raise DamagedFile(
-            f"could not be read: damaged Word file ({error}); re-save it in Word and upload it again"
-        ) from error
-    if size > MAX_BODY_XML_BYTES:
-        raise TooMuchText(too_much_text_message(size // 10))
+    check_unpacked_size(
+        data, _BODY_PART, "could not be read: damaged Word file; re-save it in Word and upload it again"
+    )
 
 
 def _clean(text: str) -> str:

@@ -40,6 +40,18 @@ class LegacyWordFile(LoadError):
     kind = "legacy_doc"
 
 
+class LegacyPowerPointFile(LoadError):
+    """A PowerPoint 97-2003 .ppt: a binary format PolicyPal does not read; PowerPoint saves it as .pptx or PDF."""
+
+    kind = "legacy_ppt"
+
+
+class LegacyExcelFile(LoadError):
+    """An Excel 97-2003 .xls: a binary format PolicyPal does not read; Excel saves it as .xlsx or PDF."""
+
+    kind = "legacy_xls"
+
+
 class EmptyFile(LoadError):
     kind = "empty"
 

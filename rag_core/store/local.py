@@ -315,7 +315,7 @@ class LocalStore:
         self._vectors.publish(staged)
 
     def _save_original(self, sha: str, kind: str, data: bytes) -> None:
-        ext = {"pdf": "pdf", "docx": "docx", "html": "html"}.get(kind, "txt")
+        ext = {"pdf": "pdf", "docx": "docx", "pptx": "pptx", "xlsx": "xlsx", "html": "html"}.get(kind, "txt")
         final = self.data_dir / ORIGINALS / f"{sha}.{ext}"
         if final.exists():
             return

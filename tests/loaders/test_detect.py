@@ -9,6 +9,8 @@ import pytest
 
 from rag_core.loaders import SUPPORTED_SUFFIXES, DamagedFile, UnsupportedType, load_bytes
 from tests.loaders.test_docx import docx_bytes
+from tests.loaders.test_pptx import pptx_bytes, text_slide
+from tests.loaders.test_xlsx import xlsx_bytes
 
 
 class TestDetect:
@@ -22,9 +24,9 @@ class TestDetect:
             load_bytes(b"just some text", "policy.pdf")
 
     def test_unsupported_type_names_supported_ones(self) -> None:
-        supported = r"reads \.pdf, \.docx, \.html, \.htm, \.txt, \.md, \.markdown files"
-        with pytest.raises(UnsupportedType, match=r"\.pptx.*" + supported):
-            load_bytes(b"PK\x03\x04\x00\x00binary", "slides.pptx")
+        supported = r"reads \.pdf, \.docx, \.pptx, \.xlsx, \.html, \.htm, \.txt, \.md, \.markdown files"
+        with pytest.raises(UnsupportedType, match=r"\.odt.*" + supported):
+            load_bytes(b"PK\x03\x04\x00\x00binary", "policy.odt")
 
     def test_binary_with_text_extension_unsupported(self) -> None:
         with pytest.raises(UnsupportedType):
@@ -36,7 +38,7 @@ class TestDetect:
 
 class TestSupportedSuffixes:
     def test_the_list(self) -> None:
-        assert SUPPORTED_SUFFIXES == (".pdf", ".docx", ".html", ".htm", ".txt", ".md", ".markdown")
+        assert SUPPORTED_SUFFIXES == (".pdf", ".docx", ".pptx", ".xlsx", ".html", ".htm", ".txt", ".md", ".markdown")
 
     @pytest.mark.parametrize("suffix", SUPPORTED_SUFFIXES)
     def test_every_listed_suffix_is_read(self, suffix: str, pdf_maker: Callable[..., Path]) -> None:
@@ -45,4 +47,8 @@ class TestSupportedSuffixes:
             data = pdf_maker(["Leave is paid."]).read_bytes()
         elif suffix == ".docx":
             data = docx_bytes(lambda document: document.add_paragraph("Leave is paid."))
+        elif suffix == ".pptx":
+            data = pptx_bytes(lambda deck: text_slide(deck, "Leave is paid."))
+        elif suffix == ".xlsx":
+            data = xlsx_bytes(lambda workbook: workbook.active.append(["Leave is paid."]))  # type: ignore[union-attr]
         assert "Leave is paid" in load_bytes(data, "policy" + suffix.upper()).pages[0].text

@@ -160,7 +160,7 @@ class TestDetection:
     def test_other_zip_is_not_docx(self) -> None:
         out = io.BytesIO()
         with zipfile.ZipFile(out, "w") as archive:
-            archive.writestr("xl/workbook.xml", "<workbook/>")
+            archive.writestr("content.xml", "<office:document-content/>")  # OpenDocument, not Word
         assert not is_docx(out.getvalue()) and is_docx(docx_bytes(handbook))
         with pytest.raises(DamagedFile, match="damaged Word file"):
             load_bytes(out.getvalue(), "sheet.docx")
