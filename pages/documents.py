@@ -5,7 +5,6 @@ import streamlit as st
 from pages.common import admin_sign_in, get_engine, is_admin, require_router
 from rag_core.display import escape_markdown
 from rag_core.ingest import BatchTooLarge
-from rag_core.loaders import SUPPORTED_SUFFIXES
 from rag_core.types import IngestResult, Stage
 
 require_router("pages/documents.py")
@@ -65,7 +64,10 @@ def ingest(files: list[tuple[str, bytes]]) -> list[IngestResult]:
 uploads = (
     st.file_uploader(
         "Add documents",
-        type=[suffix.lstrip(".") for suffix in SUPPORTED_SUFFIXES],
+        # No type filter: the browser's filter refuses a .doc or an .odt silently (its reason is hidden
+        # text); the engine refuses them with a reason the page shows ("save it as .docx or PDF",
+        # or the list of the types PolicyPal reads).
+        type=None,
         accept_multiple_files=True,
         key=f"documents_uploader_{st.session_state.get('documents_upload_round', 0)}",
     )

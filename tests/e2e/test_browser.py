@@ -123,7 +123,7 @@ def _wait(pg: object, locator: object) -> None:
     pytest.fail(f"timed out waiting for {locator}")
 
 
-def test_upload_chat_analysis(server: str, page: object) -> None:
+def test_upload_chat_analysis(server: str, page: object, tmp_path: Path) -> None:
     pg = page  # playwright Page (typed loosely so the module imports without playwright)
     pg.goto(f"{server}/documents")  # type: ignore[attr-defined]
     _wait(pg, pg.get_by_text("No documents yet"))  # type: ignore[attr-defined]
@@ -132,6 +132,14 @@ def test_upload_chat_analysis(server: str, page: object) -> None:
     _wait(pg, pg.get_by_text("added, 11 pages"))  # type: ignore[attr-defined]
     _wait(pg, pg.get_by_text("In the knowledge base (1)"))  # type: ignore[attr-defined]
     _shot(pg, "1-documents")
+    # A file PolicyPal cannot read reaches the engine and is refused with a reason on the page.
+    legacy = tmp_path / "leave-policy.doc"
+    legacy.write_bytes(bytes.fromhex("d0cf11e0a1b11ae1") + b"\0" * 1024)
+    pg.locator("input[type=file]").set_input_files(str(legacy))  # type: ignore[attr-defined]
+    _wait(pg, pg.get_by_text("leave-policy.doc").first)  # type: ignore[attr-defined]  # the uploader lists it
+    pg.get_by_role("button", name="Ingest").click()  # type: ignore[attr-defined]
+    _wait(pg, pg.get_by_text("save it as .docx or PDF", exact=False))  # type: ignore[attr-defined]
+    _shot(pg, "1b-refused-type")
 
     pg.goto(f"{server}/chat")  # type: ignore[attr-defined]
     box = pg.get_by_test_id("stChatInputTextArea")  # type: ignore[attr-defined]
