@@ -58,6 +58,7 @@ def test_password_gate_and_admin_uploads(server: str) -> None:
         pg.get_by_label("Administrator password", exact=True).fill("admin pw")
         pg.get_by_role("button", name="Sign in as administrator").click()
         pg.get_by_text("Load the sample HR policy").wait_for()
+        pg.locator("input[type=file]").wait_for(state="attached")  # the uploader may draw after the button
         assert pg.locator("input[type=file]").count() == 1
         _shot(pg, "access-2-admin")
 
