@@ -1,9 +1,10 @@
-"""Documents: upload (several files at once), ingest with progress, list, delete with confirmation."""
+"""Documents: upload (several files at once), ingest with progress, list with versions, restore an older
+version, delete with confirmation."""
 
 import streamlit as st
 
 from pages.common import admin_sign_in, get_engine, is_admin, require_router
-from rag_core.display import escape_markdown
+from rag_core.display import escape_markdown, friendly_time
 from rag_core.ingest import BatchTooLarge
 from rag_core.types import IngestResult, Stage
 
@@ -26,7 +27,8 @@ else:
         f"Each file may be up to {settings.max_file_mb:g} MB and "
         f"{settings.max_pages} pages, {settings.max_files_per_batch} files per batch (the upload limit is set "
         "in `.streamlit/config.toml`, the engine's in `RAG_MAX_FILE_MB`). The same file uploaded twice is "
-        "stored once."
+        "stored once; a file with the name of a document already here replaces it as its next version (the "
+        "older version is kept and can be restored below)."
     )
 
 
@@ -34,10 +36,18 @@ def show_result(r: IngestResult) -> None:
     name = escape_markdown(r.file)
     if r.status == "added":
         st.success(f"**{name}**: added, {r.pages} pages, {r.chunks} chunks", icon=":material/check_circle:")
+    elif r.status == "updated":
+        st.success(
+            f"**{name}**: updated, now version {r.version} ({r.pages} pages, {r.chunks} chunks); the earlier "
+            "version is kept but no longer answered from",
+            icon=":material/published_with_changes:",
+        )
     elif r.status == "duplicate":
         st.info(f"**{name}**: already in the knowledge base (duplicate), nothing added", icon=":material/info:")
     else:
         st.error(f"**{name}**: failed: {escape_markdown(r.error or 'unknown error')}", icon=":material/error:")
+    if r.warning:
+        st.warning(f"**{name}**: {escape_markdown(r.warning)}", icon=":material/content_copy:")
 
 
 def ingest(files: list[tuple[str, bytes]]) -> list[IngestResult]:
@@ -99,12 +109,42 @@ if not docs:
     st.stop()
 
 st.dataframe(
-    [{"name": d.name, "pages": d.pages, "chunks": d.chunks, "added": d.added_at, "id": d.document_id} for d in docs],
+    [
+        {
+            "name": d.name,
+            "version": d.version,
+            "pages": d.pages,
+            "chunks": d.chunks,
+            "added": friendly_time(d.added_at),
+            "id": d.document_id,
+        }
+        for d in docs
+    ],
     hide_index=True,
     width="stretch",
 )
 if not can_edit:
     st.stop()
+
+older = [d for d in engine.documents(all_versions=True) if not d.current]
+if older:
+    with st.expander(f"Older versions ({len(older)})"):
+        st.caption("Kept for reference, never answered from. Restoring one makes it the current version again.")
+        st.dataframe(
+            [
+                {"name": d.name, "version": d.version, "pages": d.pages, "added": friendly_time(d.added_at)}
+                for d in older
+            ],
+            hide_index=True,
+            width="stretch",
+        )
+        names = {d.document_id: f"{d.name}, version {d.version} ({friendly_time(d.added_at)})" for d in older}
+        chosen = st.selectbox("Version", list(names), format_func=names.__getitem__, key="documents_restore_choice")
+        if st.button("Restore this version", key="documents_restore"):
+            engine.restore(chosen)
+            st.session_state["documents_last_results"] = []
+            st.toast(f"Restored {escape_markdown(names[chosen])}: it is the current version again")
+            st.rerun()
 
 with st.expander("Delete a document"):
     labels = {d.document_id: f"{d.name} ({d.document_id})" for d in docs}
@@ -113,7 +153,10 @@ with st.expander("Delete a document"):
         st.session_state["documents_confirm_delete"] = choice
     pending = st.session_state.get("documents_confirm_delete")
     if pending in labels:
-        st.warning(f"Delete **{escape_markdown(labels[pending])}** and its passages? This cannot be undone.")
+        st.warning(
+            f"Delete **{escape_markdown(labels[pending])}**, its passages and its older versions? "
+            "This cannot be undone."
+        )
         yes, no = st.columns(2)
         if yes.button("Yes, delete", type="primary", key="documents_delete_confirm"):
             engine.delete(pending)

@@ -41,7 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     ing.add_argument("paths", nargs="+", metavar="PATH")
     ing.add_argument("--embedder", default=None, help="embedder for a new KB (sentence-transformers id or dir)")
 
-    sub.add_parser("docs", parents=[common], help="list the documents")
+    docs = sub.add_parser("docs", parents=[common], help="list the documents")
+    docs.add_argument("--all", action="store_true", help="also the replaced versions (kept, never searched)")
+
+    rest = sub.add_parser("restore", parents=[common], help="make an older version of a document current again")
+    rest.add_argument("ref", metavar="DOCUMENT_ID")
 
     dele = sub.add_parser("delete", parents=[common], help="delete a document by id or name")
     dele.add_argument("ref", metavar="DOCUMENT_ID_OR_NAME")
@@ -138,32 +142,60 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             failed += 1
         if args.json:
             print(json.dumps(result.to_json(), ensure_ascii=False), flush=True)
+            if result.warning:
+                tqdm.write(f"warning: {result.file}: {result.warning}", file=sys.stderr)
         else:
             detail = (
                 f"{result.pages} pages, {result.chunks} chunks, id {result.document_id}"
                 if result.status != "failed"
                 else result.error
             )
+            if result.status == "updated":
+                detail = f"{detail}, now version {result.version} (replaces {result.replaces})"
+            if result.warning:
+                detail = f"{detail}; warning: {result.warning}"
             tqdm.write(f"{result.status:<9} {result.file}: {detail}", file=sys.stdout)
 
     results = engine.ingest_paths(args.paths, progress=on_file, file_progress=file_progress)
     bar.close()
     if not args.json:
-        counts = {s: sum(r.status == s for r in results) for s in ("added", "duplicate", "failed")}
+        counts = {s: sum(r.status == s for r in results) for s in ("added", "updated", "duplicate", "failed")}
         print(", ".join(f"{n} {s}" for s, n in counts.items()))
     return 1 if failed else 0
 
 
 def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
-    docs = _engine(args, settings).documents()
+    docs = _engine(args, settings).documents(all_versions=args.all)
     if args.json:
         print(json.dumps([d.to_json() for d in docs], ensure_ascii=False))
         return 0
     if not docs:
         print(EMPTY_KB_MESSAGE)
         return 0
-    rows = [[d.document_id, d.name, str(d.pages), str(d.chunks), d.added_at] for d in docs]
-    print(_table(["document_id", "name", "pages", "chunks", "added_at"], rows))
+    rows = [
+        [d.document_id, d.name, d.kind, str(d.version), str(d.pages), str(d.chunks), d.added_at]
+        + ([("current" if d.current else "replaced")] if args.all else [])
+        for d in docs
+    ]
+    headers = ["document_id", "name", "kind", "version", "pages", "chunks", "added_at"]
+    print(_table(headers + (["state"] if args.all else []), rows))
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.store import AmbiguousDocument, DocumentNotFound
+
+    try:
+        doc = _engine(args, settings).restore(args.ref)
+    except (DocumentNotFound, AmbiguousDocument) as e:
+        if args.json:
+            print(json.dumps({"restored": None, "error": str(e)}))
+        _err(f"error: {e}")
+        return 1
+    if args.json:
+        print(json.dumps({"restored": doc.to_json(), "error": None}, ensure_ascii=False))
+    else:
+        print(f"restored {doc.name} version {doc.version} ({doc.document_id}): it is the current version again")
     return 0
 
 
@@ -378,6 +410,7 @@ _COMMANDS = {
     "ingest": cmd_ingest,
     "docs": cmd_docs,
     "delete": cmd_delete,
+    "restore": cmd_restore,
     "search": cmd_search,
     "ask": cmd_ask,
     "eval": cmd_eval,

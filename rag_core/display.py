@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 
 from rag_core.types import Hit
 
@@ -121,6 +122,21 @@ def short_name(name: str, n: int = 40) -> str:
     'collective-…'
     """
     return name if len(name) <= n else name[: n - 1] + "…"
+
+
+def friendly_time(iso: str) -> str:
+    """A stored ISO time as people write it, in UTC (the server's clock is not the reader's).
+
+    >>> friendly_time("2026-12-03T06:58:36+00:00")
+    '3 Dec 2026, 06:58 UTC'
+    >>> friendly_time("not a time")
+    'not a time'
+    """
+    try:
+        at = datetime.fromisoformat(iso).astimezone(UTC)
+    except ValueError:
+        return iso
+    return f"{at.day} {at:%b %Y, %H:%M} UTC"
 
 
 SIMILARITY_NOTE = (

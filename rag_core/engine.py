@@ -111,7 +111,7 @@ class Engine:
         self._listeners.append(listener)
 
     def _stored(self, info: DocumentInfo) -> None:
-        self._changed("added", [info.document_id])
+        self._changed("updated" if info.version > 1 else "added", [info.document_id])
 
     def _changed(self, kind: ChangeKind, document_ids: list[str]) -> None:
         self.searcher.refresh()
@@ -150,8 +150,15 @@ class Engine:
 
     # ---------------------------------------------------------------- documents
 
-    def documents(self) -> list[DocumentInfo]:
-        return self.store.documents()
+    def documents(self, *, all_versions: bool = False) -> list[DocumentInfo]:
+        """The current documents, oldest first; with `all_versions`, the replaced versions too."""
+        return self.store.documents(all_versions=all_versions)
+
+    def restore(self, ref: str) -> DocumentInfo:
+        """Make an older version of a document current again (by its id); the current one is kept."""
+        doc = self.store.restore(ref)
+        self._changed("restored", [doc.document_id])
+        return doc
 
     def is_empty(self) -> bool:
         """True when no document is stored: pages and the CLI then point the user to uploading."""

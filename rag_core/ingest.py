@@ -29,7 +29,7 @@ from rag_core.loaders import LoadError, NoExtractableText
 from rag_core.parsepool import parse_file
 from rag_core.store import DuplicateDocument, EmbedderMismatch, KnowledgeStore
 from rag_core.structure import document_title, page_labels
-from rag_core.types import Chunk, DocumentInfo, IngestResult, LoadedFile, NewDocument, Stage, sha256_hex
+from rag_core.types import Chunk, DocumentInfo, IngestResult, IngestStatus, LoadedFile, NewDocument, Stage, sha256_hex
 
 # (stage, done, total): done/total count units of that stage.
 IngestProgress = Callable[[Stage, int, int], None]
@@ -39,6 +39,9 @@ BatchProgress = Callable[[int, int, IngestResult], None]
 FileReader = Callable[[], tuple[str, bytes | IngestResult]]
 
 SAMPLE_PDF = Path(__file__).resolve().parent / "samples" / "sample_policy.pdf"
+# A file whose passages are at least this share word for word those of a current document under
+# another name is a copy (a renamed upload, "handbook (1).pdf"): it is stored, with a warning naming it.
+NEAR_DUPLICATE_SHARE = 0.95
 SAMPLE_NAME = "northwind-sample-hr-policy.pdf"
 
 
@@ -155,7 +158,7 @@ class Ingestor:
         sha = sha256_hex(data)
         existing = self.store.find_by_sha(sha) if data else None
         if existing is not None:
-            return IngestResult(display, "duplicate", existing.document_id, existing.pages, existing.chunks)
+            return self._settle_known(display, existing)
         report: IngestProgress = progress or (lambda stage, done, total: None)
         try:
             report("parsing", 0, 1)
@@ -172,6 +175,7 @@ class Ingestor:
                     "no readable text: the file's text is only symbols the model cannot read (a broken font "
                     "encoding?). Run OCR on it (e.g. ocrmypdf) and upload the result"
                 )
+            warning = self._copy_warning(display, chunks)
             embedder = self._embedder()
             texts = [indexed_text(c) if self.settings.embed_context else c.text for c in chunks]
             vectors, norms = embedder.encode_passage_with_norms(
@@ -194,14 +198,43 @@ class Ingestor:
             )
             report("saving", 1, 1)
         except DuplicateDocument as e:  # the same bytes landed from another upload meanwhile
-            d = e.existing
-            return IngestResult(display, "duplicate", d.document_id, d.pages, d.chunks)
+            return self._settle_known(display, e.existing)
         except LoadError as e:
             return IngestResult(display, "failed", None, 0, 0, str(e), e.kind)
         except EmbedderMismatch as e:
             return IngestResult(display, "failed", None, 0, 0, str(e), "embedder_mismatch")
         self._on_stored(info)
-        return IngestResult(display, "added", info.document_id, info.pages, info.chunks)
+        status: IngestStatus = "updated" if info.replaces else "added"
+        return IngestResult(
+            display, status, info.document_id, info.pages, info.chunks, replaces=info.replaces,
+            version=info.version, warning=warning,
+        )  # fmt: skip
+
+    def _settle_known(self, display: str, existing: DocumentInfo) -> IngestResult:
+        """These bytes are stored already: a duplicate, or an old version uploaded again, which makes
+        it the current version once more (as restoring it on the Documents page would)."""
+        if existing.current:
+            return IngestResult(display, "duplicate", existing.document_id, existing.pages, existing.chunks)
+        replaced = next((d for d in self.store.documents() if d.name == existing.name), None)
+        restored = self.store.restore(existing.document_id)
+        self._on_stored(restored)
+        return IngestResult(
+            display, "updated", restored.document_id, restored.pages, restored.chunks,
+            replaces=None if replaced is None else replaced.document_id, version=restored.version,
+        )  # fmt: skip
+
+    def _copy_warning(self, display: str, chunks: Sequence[Chunk]) -> str | None:
+        """A warning when these passages are nearly all those of a current document under another name."""
+        copies = self.store.near_duplicates([c.text for c in chunks], threshold=NEAR_DUPLICATE_SHARE)
+        other = next(((d, share) for d, share in copies if d.name != display), None)
+        if other is None:
+            return None
+        doc, share = other
+        return (
+            f"nearly the same text as {doc.name!r} ({share:.0%} of its passages are identical): both are "
+            f"answered from. If this is a new version of {doc.name!r}, delete one of them, or upload it under "
+            "the same name to replace it"
+        )
 
     def load_sample(self, progress: IngestProgress | None = None) -> IngestResult:
         """Ingest the bundled sample HR policy, so a first-time user can try everything in one click."""

@@ -30,7 +30,7 @@ IntArray = npt.NDArray[np.int64]
 Mode = Literal["dense", "bm25", "hybrid"]
 Metric = Literal["cosine", "dot", "l2"]
 Fusion = Literal["convex", "rrf"]
-FileKind = Literal["pdf", "docx", "pptx", "xlsx", "html", "text"]
+FileKind = Literal["pdf", "docx", "pptx", "xlsx", "html", "md", "txt"]
 # A page label that starts with one of these names the part of a file that is not a printed page, and a
 # citation says it as it is: a Word file with no page breaks is cited by heading section ("section 3:
 # Annual leave"), a presentation by slide ("slide 4"), a workbook by sheet ("sheet: Leave").
@@ -38,12 +38,12 @@ SECTION_LABEL = "section "
 SLIDE_LABEL = "slide "
 SHEET_LABEL = "sheet: "
 NAMED_LABELS = (SECTION_LABEL, SLIDE_LABEL, SHEET_LABEL)
-IngestStatus = Literal["added", "duplicate", "failed"]
+IngestStatus = Literal["added", "updated", "duplicate", "failed"]
 Stage = Literal["parsing", "embedding", "saving"]
 Role = Literal["user", "assistant"]
 EncodeKind = Literal["query", "passage"]
 IndexKind = Literal["flat", "ivf"]
-ChangeKind = Literal["added", "deleted"]
+ChangeKind = Literal["added", "updated", "restored", "deleted"]
 Precision = Literal["auto", "fp32", "bf16"]
 Runtime = Literal["auto", "torch", "openvino"]
 QuestionKind = str  # the QA file's own labels (fact, paraphrase, unanswerable, ...), not a closed set
@@ -168,16 +168,24 @@ class NewDocument:
 
 @dataclass(frozen=True)
 class DocumentInfo:
-    """A stored document, as `docs` lists it."""
+    """A stored document, as `docs` lists it: one version of the document its name stands for.
+
+    A document's name is its identity across versions: a new file under the same name becomes version
+    n+1 and the one it `replaces` stops being `current` (kept for audit and restore, never searched).
+    """
 
     document_id: str
     name: str
     sha256: str
-    kind: FileKind = field(metadata=INTERNAL)
+    kind: FileKind
     bytes: int = field(metadata=INTERNAL)
     pages: int
     chunks: int
     added_at: str
+    version: int = 1
+    # Out of the JSON, which keeps to the command line contract: `docs --json` lists the current ones.
+    current: bool = field(default=True, metadata=INTERNAL)
+    replaces: str | None = field(default=None, metadata=INTERNAL)  # the document_id of the version it replaced
 
     def to_json(self) -> dict[str, object]:
         return json_of(self)
@@ -351,6 +359,11 @@ class IngestResult:
     chunks: int
     error: str | None = None
     error_kind: str | None = field(default=None, metadata=INTERNAL)  # a LoadError kind, "io", ...
+    replaces: str | None = None  # status "updated": the document_id of the version it replaced
+    version: int | None = None  # the stored document's version (None when nothing was stored)
+    # Stored, but worth a look (nearly the same text as another document): shown on the page, and on
+    # stderr beside the JSON, whose keys keep to the command line contract.
+    warning: str | None = field(default=None, metadata=INTERNAL)
 
     def to_json(self) -> dict[str, object]:
         return json_of(self)

@@ -16,7 +16,8 @@ from rag_core.embedding import Embedder
 
 ROOT = Path(__file__).resolve().parent.parent
 HIT_KEYS = {"rank", "score", "document", "document_id", "page", "page_label", "chunk_id", "text"}
-INGEST_KEYS = {"file", "status", "document_id", "pages", "chunks", "error"}
+INGEST_KEYS = {"file", "status", "document_id", "pages", "chunks", "error", "replaces", "version"}
+DOC_KEYS = {"document_id", "name", "sha256", "pages", "chunks", "added_at", "version", "kind"}
 
 
 def run_cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -105,8 +106,46 @@ class TestCommands:
         code, out, _ = call(capsys, "docs", "--json", "--data-dir", str(kb))
         docs = json.loads(out)
         assert code == 0 and len(docs) == 1
-        assert set(docs[0]) == {"document_id", "name", "sha256", "pages", "chunks", "added_at"}
-        assert docs[0]["name"] == "policy.pdf" and docs[0]["pages"] == 3
+        assert set(docs[0]) == DOC_KEYS
+        assert (docs[0]["name"], docs[0]["pages"], docs[0]["version"], docs[0]["kind"]) == ("policy.pdf", 3, 1, "pdf")
+
+    def test_new_version_all_versions_and_restore(
+        self, kb: Path, tmp_path: Path, pdf_maker: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        [v1] = json.loads(call(capsys, "docs", "--json", "--data-dir", str(kb))[1])
+        edited = pdf_maker(["Remote work is allowed four days a week with manager approval."], name="policy.pdf")
+        code, out, _ = call(capsys, "ingest", str(edited), "--json", "--data-dir", str(kb))
+        row = json.loads(out)
+        assert code == 0 and set(row) == INGEST_KEYS
+        assert (row["status"], row["replaces"], row["version"]) == ("updated", v1["document_id"], 2)
+        [current] = json.loads(call(capsys, "docs", "--json", "--data-dir", str(kb))[1])
+        assert (current["document_id"], current["version"]) == (row["document_id"], 2)
+        every = json.loads(call(capsys, "docs", "--all", "--json", "--data-dir", str(kb))[1])
+        assert [(d["document_id"], d["version"]) for d in every] == [(v1["document_id"], 1), (row["document_id"], 2)]
+        assert all(set(d) == DOC_KEYS for d in every)
+        _, table, _ = call(capsys, "docs", "--all", "--data-dir", str(kb))
+        assert "replaced" in table and "current" in table
+        _, hits, _ = call(capsys, "search", "How many days of annual leave?", "--json", "--data-dir", str(kb))
+        assert {h["document_id"] for h in json.loads(hits)["hits"]} == {row["document_id"]}  # v1 is not searched
+
+        code, out, _ = call(capsys, "restore", v1["document_id"], "--data-dir", str(kb))
+        assert code == 0 and "version 1" in out
+        [current] = json.loads(call(capsys, "docs", "--json", "--data-dir", str(kb))[1])
+        assert current["document_id"] == v1["document_id"]
+        code, _, err = call(capsys, "restore", "no-such-document", "--data-dir", str(kb))
+        assert code == 1 and "no document" in err
+
+    def test_a_copy_under_another_name_is_added_with_a_warning(
+        self, tmp_path: Path, embedder: Embedder, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        kb = tmp_path / "kb"
+        text = "\n\n".join(f"Rule {i}: staff may claim expense type {i} with a receipt." for i in range(40))
+        (tmp_path / "expenses.md").write_text(text)
+        (tmp_path / "expenses copy.txt").write_text(text + "\n")
+        call(capsys, "ingest", str(tmp_path / "expenses.md"), "--data-dir", str(kb))
+        code, out, err = call(capsys, "ingest", str(tmp_path / "expenses copy.txt"), "--json", "--data-dir", str(kb))
+        assert code == 0 and json.loads(out)["status"] == "added"
+        assert "nearly the same text as 'expenses.md' (100%" in err
 
     def test_docs_table(self, kb: Path, capsys: pytest.CaptureFixture[str]) -> None:
         code, out, _ = call(capsys, "docs", "--data-dir", str(kb))
@@ -207,4 +246,4 @@ def test_ingest_without_json_shows_table(
 ) -> None:
     pdf = pdf_maker(["Overtime is paid at time and a half."])
     code, out, _ = call(capsys, "ingest", str(pdf), "--data-dir", str(tmp_path / "kb"))
-    assert code == 0 and "added" in out and "1 pages" in out and "1 added, 0 duplicate, 0 failed" in out
+    assert code == 0 and "added" in out and "1 pages" in out and "1 added, 0 updated, 0 duplicate, 0 failed" in out

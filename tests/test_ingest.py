@@ -102,3 +102,43 @@ class TestIngestor:
         off = Engine(Settings(data_dir=tmp_path / "off", chunk_context=False), embedder=embedder)
         off.ingest_uploads([("acme-handbook.md", handbook)])
         assert {r.context for r in off.store.all_chunks()} == {""}
+
+
+class TestVersions:
+    """The same name with new bytes is the next version; the old bytes again bring the old one back."""
+
+    def test_update_then_the_old_file_again(self, tmp_path: Path, embedder: Embedder) -> None:
+        engine = Engine(Settings(data_dir=tmp_path / "kb"), embedder=embedder)
+        events: list[str] = []
+        engine.subscribe(lambda e: events.append(e.kind))
+        v1_text = b"Annual leave is twenty days a year for every employee."
+        v2_text = b"Annual leave is twenty-five days a year for every employee."
+        [added] = engine.ingest_uploads([("leave.txt", v1_text)])
+        [updated] = engine.ingest_uploads([("leave.txt", v2_text)])
+        assert (added.status, added.version, added.replaces) == ("added", 1, None)
+        assert (updated.status, updated.version, updated.replaces) == ("updated", 2, added.document_id)
+        assert [h.document_id for h in engine.search("annual leave days", k=3)] == [updated.document_id]
+        [again] = engine.ingest_uploads([("leave.txt", v1_text)])  # the old file once more: restored
+        assert (again.status, again.document_id, again.version, again.replaces) == (
+            "updated",
+            added.document_id,
+            1,
+            updated.document_id,
+        )
+        assert [d.document_id for d in engine.documents()] == [added.document_id]
+        assert [h.document_id for h in engine.search("annual leave days", k=3)] == [added.document_id]
+        [dup] = engine.ingest_uploads([("leave.txt", v1_text)])
+        assert dup.status == "duplicate"
+        assert events == ["added", "updated", "added"]  # one event per write; restoring v1 is v1 again
+
+    def test_a_renamed_copy_is_added_with_a_warning_naming_the_original(
+        self, tmp_path: Path, embedder: Embedder
+    ) -> None:
+        engine = Engine(Settings(data_dir=tmp_path / "kb"), embedder=embedder)
+        text = "\n\n".join(f"Rule {i}: the expense type {i} needs a receipt and approval." for i in range(600))
+        engine.ingest_uploads([("expenses.md", text.encode())])
+        [copy] = engine.ingest_uploads([("expenses (1).md", (text + "\n\nRule 30: one more.").encode())])
+        assert copy.status == "added" and copy.warning is not None
+        assert "'expenses.md'" in copy.warning and "upload it under the same name" in copy.warning
+        [other] = engine.ingest_uploads([("travel.md", b"Travel needs a purchase order and a budget code.")])
+        assert other.warning is None

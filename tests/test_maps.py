@@ -42,7 +42,7 @@ def _kb(tmp_path: Path, n: int = 40, name: str = "a.txt") -> LocalStore:
             name=name,
             data=name.encode(),
             sha256=sha256_hex(name.encode()),
-            kind="text",
+            kind="txt",
             pages=[Page(1, "x")],
             page_count=1,
             chunks=[Chunk(1, 0, 1, f"chunk {i}", 2) for i in range(n)],

@@ -97,6 +97,24 @@ class TestDocuments:
         at.button(key="documents_delete_confirm").click().run()
         assert not at.exception and engine.documents() == []
 
+    def test_new_version_shown_and_the_old_one_restored(
+        self, data_dir: Path, embedder: Embedder, pdf_maker: Callable[..., Path]
+    ) -> None:
+        v1 = pdf_maker(["Annual leave is 20 days a year."], name="leave.pdf")
+        engine = ingest(data_dir, embedder, v1)
+        v2 = pdf_maker(["Annual leave is 25 days a year."], name="leave.pdf")
+        [result] = engine.ingest_paths([v2])
+        at = app("documents")
+        df = at.dataframe[0].value
+        assert df["name"].tolist() == ["leave.pdf"] and df["version"].tolist() == [2]
+        assert re.fullmatch(r"\d{1,2} \w{3} \d{4}, \d\d:\d\d UTC", df["added"].tolist()[0])
+        assert any(e.label == "Older versions (1)" for e in at.expander)
+        at.button(key="documents_restore").click().run()
+        assert not at.exception
+        [current] = engine.documents()
+        assert current.version == 1 and current.document_id != result.document_id
+        assert at.dataframe[0].value["version"].tolist() == [1]
+
 
 class TestChat:
     def test_answer_with_citation_and_evidence(self, data_dir: Path, embedder: Embedder, policy_pdf: Path) -> None:

@@ -24,7 +24,7 @@ def _kb_with_raw_vectors(tmp_path: Path, raw: np.ndarray) -> LocalStore:
             name="d.txt",
             data=b"d",
             sha256="d" * 64,
-            kind="text",
+            kind="txt",
             pages=[Page(i + 1, f"c{i}") for i in range(len(raw))],
             page_count=len(raw),
             chunks=chunks,

@@ -116,7 +116,7 @@ def load_bytes(data: bytes, name: str, *, max_bytes: int | None = None, max_page
     if is_html(data, suffix):
         return load_html(data)
     if is_text(data, suffix):
-        return load_text(data)
+        return load_text(data, markdown=suffix in (".md", ".markdown"))
     raise UnsupportedType(
         f"unsupported file type {suffix or '(no extension)'!s}: PolicyPal reads {', '.join(SUPPORTED_SUFFIXES)} files"
     )

@@ -18,7 +18,7 @@ def is_text(data: bytes, suffix: str) -> bool:
     return suffix in (*SUFFIXES, "") and not _looks_binary(data)
 
 
-def load_text(data: bytes) -> LoadedFile:
+def load_text(data: bytes, *, markdown: bool = False) -> LoadedFile:
     """Decode and normalise text bytes into one page. Raises `TooMuchText` or `NoExtractableText`."""
     if len(data) > MAX_FILE_CHARS * 4:  # 4 bytes per character at most in any of our encodings
         raise TooMuchText(too_much_text_message(len(data) // 4))
@@ -27,7 +27,7 @@ def load_text(data: bytes) -> LoadedFile:
         raise TooMuchText(too_much_text_message(len(text)))
     if not text:
         raise NoExtractableText("no extractable text: the file holds only whitespace")
-    return LoadedFile(kind="text", pages=[Page(1, text)], page_count=1)
+    return LoadedFile(kind="md" if markdown else "txt", pages=[Page(1, text)], page_count=1)
 
 
 def decode_text(data: bytes) -> str:

@@ -1,6 +1,8 @@
 """The local knowledge store: SQLite rows, FAISS vector generations and the original files, in one data dir.
 
-    kb.sqlite3                documents, pages, chunks, meta (embedder, dimension, generation, index info)
+    kb.sqlite3                documents (every version), pages, chunks (of current versions), archived_chunks
+                              (of replaced versions, with their vectors), meta (embedder, dimension,
+                              generation, index info)
     index-<g>.faiss, ann-<g>.faiss   the vectors of generation g (rag_core.store.vectors)
     originals/<sha256>.<ext>  the uploaded bytes, named by content hash (never by the user's file name)
     kb.lock                   the cross-process writer lock
@@ -9,6 +11,12 @@ One writer at a time (a thread lock inside the process, a file lock across proce
 readers, in any number of processes. SQLite runs in WAL mode, so a reader's transaction is a snapshot
 while a writer commits. Every write goes through `LocalStore._publish`: the next generation's vector
 files first, then the rows and the new generation number in one transaction, then readers are moved on.
+
+Versions: a document stored under the name of a current one replaces it in that same single write:
+the new version's vectors go in and the old one's come out of the next generation, and the old
+version's chunks move, with their vectors, to `archived_chunks`. So a search sees one version or the
+other, never both and never neither, even if the process dies in the middle; and restoring an old
+version is the same move backwards, with no re-embedding.
 """
 
 from __future__ import annotations
@@ -18,22 +26,23 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from filelock import FileLock
 
+import rag_core.store.rows as rows
 from rag_core.store.protocol import DuplicateDocument, StoreError, check_recorded_embedder, resolve_ref
 from rag_core.store.vectors import DEFAULT_ANN_THRESHOLD, VectorGenerations, fsync_file
 from rag_core.types import ChunkRow, DocumentInfo, FloatArray, IndexInfo, IndexKind, IntArray, NewDocument
 
-SCHEMA_VERSION = 3  # 2: chunks.context (the title and heading path a chunk is indexed with); 3: pages.label
+# 2: chunks.context (the title and heading path a chunk is indexed with); 3: pages.label;
+# 4: document versions (documents.version, .current, .replaces; archived_chunks)
+SCHEMA_VERSION = 4
 DB_NAME = "kb.sqlite3"
 LOCK_NAME = "kb.lock"
 ORIGINALS = "originals"
-_SQL_BATCH = 30_000  # below SQLite's smallest compiled-in limit on host parameters (32,766)
 
 # Databases written before the `status` and `error` columns were dropped from `documents` still have
 # them; both have defaults, so the inserts below work on either.
@@ -47,7 +56,10 @@ CREATE TABLE IF NOT EXISTS documents (
     bytes INTEGER NOT NULL,
     pages INTEGER NOT NULL,
     chunks INTEGER NOT NULL,
-    added_at TEXT NOT NULL
+    added_at TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1,
+    current INTEGER NOT NULL DEFAULT 1,
+    replaces TEXT
 );
 CREATE TABLE IF NOT EXISTS pages (
     document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
@@ -69,13 +81,6 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_id);
 """
 
-_DOCUMENTS = "SELECT id, name, sha256, kind, bytes, pages, chunks, added_at FROM documents"
-_CHUNKS = (
-    "SELECT c.id, c.document_id, d.name, c.page, c.start, c.end, c.text, c.norm, c.context, p.label "
-    "FROM chunks c JOIN documents d ON d.id = c.document_id "
-    "LEFT JOIN pages p ON p.document_id = c.document_id AND p.page = c.page"
-)
-
 
 class LocalStore:
     """A `KnowledgeStore` in one data dir. Safe to share between threads; many processes may read, one
@@ -95,8 +100,11 @@ class LocalStore:
             db.executescript(_SCHEMA)
             db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             version = int(_meta(db, "schema_version") or SCHEMA_VERSION)
-            if version < SCHEMA_VERSION:
+            if version < SCHEMA_VERSION or not _has_column(db, "documents", "version"):
+                # (a database from before schema numbers was stamped current when first opened)
                 version = _migrate(db, version)
+            if version == SCHEMA_VERSION:
+                db.executescript(rows.VERSION_SCHEMA)
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.db_path} was written by a newer PolicyPal (schema {version}); upgrade PolicyPal")
 
@@ -147,12 +155,12 @@ class LocalStore:
     def _snapshot(self) -> tuple[int, IndexInfo]:
         """(generation, its index info), read in one query so the two always belong together."""
         with self._connect() as db:
-            rows = dict(
+            meta_rows = dict(
                 db.execute(
                     "SELECT key, value FROM meta WHERE key = 'generation' OR key LIKE 'index_%' OR key LIKE 'ann_%'"
                 ).fetchall()
             )
-        return int(rows.get("generation", "0")), index_info_of(rows)
+        return int(meta_rows.get("generation", "0")), index_info_of(meta_rows)
 
     def index_info(self) -> IndexInfo:
         return self._vectors.current().info
@@ -169,41 +177,44 @@ class LocalStore:
 
     # ---------------------------------------------------------------- reading
 
-    def documents(self) -> list[DocumentInfo]:
+    def documents(self, *, all_versions: bool = False) -> list[DocumentInfo]:
         with self._connect() as db:
-            rows = db.execute(f"{_DOCUMENTS} ORDER BY added_at, name").fetchall()
-        return [DocumentInfo(*row) for row in rows]
+            return rows.documents(db, "" if all_versions else "current = 1")
 
     def find_by_sha(self, sha256: str) -> DocumentInfo | None:
         with self._connect() as db:
-            row = db.execute(f"{_DOCUMENTS} WHERE sha256 = ?", (sha256,)).fetchone()
-        return None if row is None else DocumentInfo(*row)
+            found = rows.documents(db, "sha256 = ?", (sha256,))
+        return found[0] if found else None
 
     def resolve(self, ref: str) -> DocumentInfo:
-        return resolve_ref(self.documents(), ref)
+        return resolve_ref(self.documents(all_versions=True), ref)
+
+    def near_duplicates(self, texts: Sequence[str], *, threshold: float) -> list[tuple[DocumentInfo, float]]:
+        with self._connect() as db:
+            return rows.near_duplicates(db, texts, threshold)
 
     def chunks_by_ids(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
         with self._connect() as db:
-            rows = _rows_by_ids(db, f"{_CHUNKS} WHERE c.id IN ({{marks}})", ids)
-        return {int(r[0]): ChunkRow(*r) for r in rows}
+            found = rows.rows_by_ids(db, f"{rows.CHUNKS} WHERE c.id IN ({{marks}})", ids)
+        return {int(r[0]): ChunkRow(*r) for r in found}
 
     def norms(self, ids: Sequence[int] | IntArray) -> FloatArray:
         with self._connect() as db:
-            by_id = dict(_rows_by_ids(db, "SELECT id, norm FROM chunks WHERE id IN ({marks})", ids))
+            by_id = dict(rows.rows_by_ids(db, "SELECT id, norm FROM chunks WHERE id IN ({marks})", ids))
         return np.array([by_id.get(int(i), 1.0) for i in ids], dtype=np.float32)
 
     def all_chunks(self) -> list[ChunkRow]:
         with self._connect() as db:
-            rows = db.execute(f"{_CHUNKS} ORDER BY c.id").fetchall()
-        return [ChunkRow(*r) for r in rows]
+            found = db.execute(f"{rows.CHUNKS} ORDER BY c.id").fetchall()
+        return [ChunkRow(*r) for r in found]
 
     def chunk_texts(self) -> tuple[int, list[int], list[str]]:
         with self._connect() as db:
             db.execute("BEGIN")
             generation = int(_meta(db, "generation") or 0)
-            rows = db.execute("SELECT id, context, text FROM chunks ORDER BY id").fetchall()
+            found = db.execute("SELECT id, context, text FROM chunks ORDER BY id").fetchall()
             db.execute("COMMIT")
-        return generation, [int(r[0]) for r in rows], [f"{r[1]}\n{r[2]}" if r[1] else str(r[2]) for r in rows]
+        return generation, [int(r[0]) for r in found], [f"{r[1]}\n{r[2]}" if r[1] else str(r[2]) for r in found]
 
     def vectors(self, ids: Sequence[int] | None = None) -> tuple[IntArray, FloatArray]:
         found = self._vectors.vectors(ids)
@@ -226,64 +237,62 @@ class LocalStore:
             existing = self.find_by_sha(doc.sha256)
             if existing is not None:
                 raise DuplicateDocument(existing)
+            with self._connect() as db:
+                old, version = rows.current_named(db, doc.name), rows.last_version(db, doc.name) + 1
+                retired = rows.chunk_ids(db, old.document_id) if old else np.zeros(0, dtype=np.int64)
             self._save_original(doc.sha256, doc.kind, doc.data)
             next_id = int(self.meta("next_chunk_id") or 1)
             ids = np.arange(next_id, next_id + len(doc.chunks), dtype=np.int64)
-            added_at = datetime.now(UTC).isoformat(timespec="seconds")
-            info = DocumentInfo(
-                document_id=doc.document_id,
-                name=doc.name,
-                sha256=doc.sha256,
-                kind=doc.kind,
-                bytes=len(doc.data),
-                pages=doc.page_count,
-                chunks=len(doc.chunks),
-                added_at=added_at,
-            )
+            info = rows.new_document_info(doc, old, version)
 
             def write_rows(db: sqlite3.Connection) -> None:
-                db.execute(
-                    "INSERT INTO documents(id, name, sha256, kind, bytes, pages, chunks, added_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (doc.document_id, doc.name, doc.sha256, doc.kind, info.bytes, info.pages, info.chunks, added_at),
-                )
-                db.executemany(
-                    "INSERT INTO pages(document_id, page, text, label) VALUES (?, ?, ?, ?)",
-                    [(info.document_id, p.number, p.text, p.label) for p in doc.pages],
-                )
-                db.executemany(
-                    "INSERT INTO chunks(id, document_id, page, start, end, text, norm, context) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (int(i), info.document_id, c.page, c.start, c.end, c.text, float(n), c.context)
-                        for i, c, n in zip(ids, doc.chunks, doc.norms, strict=True)
-                    ],
-                )
+                if old is not None:  # the version it replaces leaves the searched tables in the same commit
+                    rows.archive(db, old.document_id, self._vectors.vectors([int(i) for i in retired]))
+                rows.insert_document(db, info, doc, ids)
                 _set_meta(db, "embedder", doc.embedder)
                 _set_meta(db, "dimension", str(doc.dimension))
                 _set_meta(db, "next_chunk_id", str(next_id + len(doc.chunks)))
 
-            self._publish(write_rows, dimension=doc.dimension, added=(ids, doc.vectors))
+            self._publish(write_rows, dimension=doc.dimension, added=(ids, doc.vectors), removed=retired)
         return info
+
+    def restore(self, ref: str) -> DocumentInfo:
+        with self.write_lock():
+            doc = self.resolve(ref)
+            if doc.current:
+                raise StoreError(f"{doc.name!r} version {doc.version} ({doc.document_id}) is already the current one")
+            with self._connect() as db:
+                old = rows.current_named(db, doc.name)
+                retired = rows.chunk_ids(db, old.document_id) if old else np.zeros(0, dtype=np.int64)
+                back = rows.archived_vectors(db, doc.document_id, self.dimension or 1)
+
+            def write_rows(db: sqlite3.Connection) -> None:
+                if old is not None:
+                    rows.archive(db, old.document_id, self._vectors.vectors([int(i) for i in retired]))
+                rows.unarchive(db, doc.document_id)
+
+            self._publish(write_rows, dimension=self.dimension or 1, added=back, removed=retired)
+        return replace(doc, current=True)
 
     def delete(self, ref: str) -> DocumentInfo:
         with self.write_lock():
             doc = self.resolve(ref)
+            # Deleting a document deletes its history; deleting an old version deletes just that version.
             with self._connect() as db:
-                rows = db.execute("SELECT id FROM chunks WHERE document_id = ?", (doc.document_id,)).fetchall()
-            removed = np.asarray([int(r[0]) for r in rows], dtype=np.int64)
+                gone = [doc, *(rows.documents(db, "name = ? AND current = 0", (doc.name,)) if doc.current else [])]
+                removed = rows.chunk_ids(db, doc.document_id)
 
             def write_rows(db: sqlite3.Connection) -> None:
-                db.execute("DELETE FROM chunks WHERE document_id = ?", (doc.document_id,))
-                db.execute("DELETE FROM pages WHERE document_id = ?", (doc.document_id,))
-                db.execute("DELETE FROM documents WHERE id = ?", (doc.document_id,))
+                for d in gone:
+                    rows.remove_document(db, d.document_id)
                 if db.execute("SELECT COUNT(*) FROM documents").fetchone()[0] == 0:
                     # An empty store may be re-used with another embedder.
                     db.execute("DELETE FROM meta WHERE key IN ('embedder', 'dimension')")
 
             self._publish(write_rows, dimension=self.dimension or 1, removed=removed)
-            for path in (self.data_dir / ORIGINALS).glob(f"{doc.sha256}.*"):
-                path.unlink(missing_ok=True)
+            for d in gone:
+                for path in (self.data_dir / ORIGINALS).glob(f"{d.sha256}.*"):
+                    path.unlink(missing_ok=True)
         return doc
 
     def _publish(
@@ -315,7 +324,7 @@ class LocalStore:
         self._vectors.publish(staged)
 
     def _save_original(self, sha: str, kind: str, data: bytes) -> None:
-        ext = {"pdf": "pdf", "docx": "docx", "pptx": "pptx", "xlsx": "xlsx", "html": "html"}.get(kind, "txt")
+        ext = kind if kind in ("pdf", "docx", "pptx", "xlsx", "html", "md") else "txt"
         final = self.data_dir / ORIGINALS / f"{sha}.{ext}"
         if final.exists():
             return
@@ -365,15 +374,6 @@ def _set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
     )
 
 
-def _rows_by_ids(db: sqlite3.Connection, sql: str, ids: Sequence[int] | IntArray) -> list[Any]:
-    """The rows of `sql` (whose `{marks}` stands for the id list) for every id, in batches SQLite accepts."""
-    rows: list[Any] = []
-    for s in range(0, len(ids), _SQL_BATCH):
-        part = [int(i) for i in ids[s : s + _SQL_BATCH]]
-        rows.extend(db.execute(sql.format(marks=",".join("?" * len(part))), part).fetchall())
-    return rows
-
-
 def _set_wal(db: sqlite3.Connection, patience: float = 60.0) -> None:
     """Switch to WAL. Two processes creating a store at once can make the switch fail with "database is
     locked" at once (SQLite does not wait on the busy timeout there): retry for a while."""
@@ -388,6 +388,10 @@ def _set_wal(db: sqlite3.Connection, patience: float = 60.0) -> None:
             time.sleep(0.05)
 
 
+def _has_column(db: sqlite3.Connection, table: str, column: str) -> bool:
+    return column in {str(r[1]) for r in db.execute(f"PRAGMA table_info({table})")}
+
+
 def _migrate(db: sqlite3.Connection, version: int) -> int:
     """Bring a knowledge base written by an older PolicyPal up to SCHEMA_VERSION, in one transaction."""
     db.execute("BEGIN IMMEDIATE")
@@ -397,6 +401,11 @@ def _migrate(db: sqlite3.Connection, version: int) -> int:
             db.execute("ALTER TABLE chunks ADD COLUMN context TEXT NOT NULL DEFAULT ''")
         if "label" not in {str(r[1]) for r in db.execute("PRAGMA table_info(pages)")}:  # 2 -> 3: no labels yet
             db.execute("ALTER TABLE pages ADD COLUMN label TEXT")
+        if not _has_column(db, "documents", "version"):
+            # 3 -> 4: every document so far is its name's first and current version
+            db.execute("ALTER TABLE documents ADD COLUMN version INTEGER NOT NULL DEFAULT 1")
+            db.execute("ALTER TABLE documents ADD COLUMN current INTEGER NOT NULL DEFAULT 1")
+            db.execute("ALTER TABLE documents ADD COLUMN replaces TEXT")
         _set_meta(db, "schema_version", str(SCHEMA_VERSION))
         db.execute("COMMIT")
     except BaseException:

@@ -78,14 +78,22 @@ class KnowledgeStore(Protocol):
 
     # ---------------------------------------------------------------- reading
 
-    def documents(self) -> list[DocumentInfo]:
-        """Every stored document, oldest first."""
+    def documents(self, *, all_versions: bool = False) -> list[DocumentInfo]:
+        """Every current document, oldest first; with `all_versions`, the replaced versions too."""
         ...
 
-    def find_by_sha(self, sha256: str) -> DocumentInfo | None: ...
+    def find_by_sha(self, sha256: str) -> DocumentInfo | None:
+        """The stored version (current or not) with these bytes."""
+        ...
 
     def resolve(self, ref: str) -> DocumentInfo:
-        """A document by id, id prefix (>= 6 digits), SHA-256, or file name; see `resolve_ref`."""
+        """A document by id, id prefix (>= 6 digits), SHA-256, or file name (its current version); see
+        `resolve_ref`. Old versions are found by id or hash."""
+        ...
+
+    def near_duplicates(self, texts: Sequence[str], *, threshold: float) -> list[tuple[DocumentInfo, float]]:
+        """The current documents that hold at least `threshold` of these chunk texts word for word, with
+        that share, highest first: a copy of a document under another name."""
         ...
 
     def chunks_by_ids(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
@@ -122,13 +130,21 @@ class KnowledgeStore(Protocol):
     # ---------------------------------------------------------------- writing
 
     def add(self, doc: NewDocument) -> DocumentInfo:
-        """Store one document atomically. Raises `DuplicateDocument` if the same bytes (by SHA-256) are
-        in already, `EmbedderMismatch` if the store holds another embedder's vectors."""
+        """Store one document atomically. If a current document has its name, the new one is its next
+        version and replaces it in the same write (the old one is kept, not searched). Raises
+        `DuplicateDocument` if the same bytes (by SHA-256) are in already, current or not,
+        `EmbedderMismatch` if the store holds another embedder's vectors."""
+        ...
+
+    def restore(self, ref: str) -> DocumentInfo:
+        """Make an old version current again, atomically retiring the version current now. Raises
+        `StoreError` if it is current already."""
         ...
 
     def delete(self, ref: str) -> DocumentInfo:
-        """Retire a document (by id, name or hash, as `resolve`): its rows, its vectors, its original.
-        The last document's deletion forgets the embedder."""
+        """Delete a document (by id, name or hash, as `resolve`): its rows, its vectors, its original,
+        and, for a current document, its old versions. The last document's deletion forgets the
+        embedder."""
         ...
 
 
@@ -138,7 +154,8 @@ def resolve_ref(docs: Sequence[DocumentInfo], ref: str) -> DocumentInfo:
     exact = [d for d in docs if ref in (d.document_id, d.sha256)]
     if exact:
         return exact[0]
-    by_name = [d for d in docs if d.name == ref]
+    # A name stands for its current version; an older one is named by its id.
+    by_name = [d for d in docs if d.name == ref and d.current] or [d for d in docs if d.name == ref]
     if len(by_name) == 1:
         return by_name[0]
     if len(by_name) > 1:

@@ -33,7 +33,7 @@ class TestDetect:
             load_bytes(b"\x00\x01\x02binary", "a.txt")
 
     def test_text_without_extension_is_read(self) -> None:
-        assert load_bytes(b"Leave is paid.", "README").kind == "text"
+        assert load_bytes(b"Leave is paid.", "README").kind == "txt"
 
 
 class TestSupportedSuffixes:

@@ -34,7 +34,7 @@ class TestHtml:
 
     def test_detected_from_bytes_whatever_the_name(self) -> None:
         assert load_bytes(SAVED, "policy.bin").kind == "html"
-        assert load_bytes(b"<p>a</p> is how HTML looks", "notes.md").kind == "text"  # named text: text
+        assert load_bytes(b"<p>a</p> is how HTML looks", "notes.md").kind == "md"  # named text: text
         assert is_html(b"", ".htm")
 
     def test_page_of_only_markup_fails_as_no_text(self) -> None:

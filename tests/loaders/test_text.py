@@ -10,7 +10,7 @@ from rag_core.loaders import NoExtractableText, load_bytes
 class TestText:
     def test_utf8_text_is_one_page(self) -> None:
         loaded = load_bytes("Café policy\n\nSecond paragraph".encode(), "p.txt")
-        assert loaded.kind == "text"
+        assert loaded.kind == "txt"
         assert [(p.number, p.text) for p in loaded.pages] == [(1, "Café policy\n\nSecond paragraph")]
 
     def test_utf8_bom_and_utf16(self) -> None:

@@ -16,7 +16,7 @@ def new_document(
     seed: int = 0,
     embedder: str = "toy",
     dim: int = DIM,
-    kind: FileKind = "text",
+    kind: FileKind = "txt",
 ) -> NewDocument:
     """A document of `n` chunks "s0", "s1", ... on one page, with seeded random unit vectors."""
     rng = np.random.default_rng(seed)
@@ -46,7 +46,7 @@ def with_vectors(name: str, vecs: np.ndarray, embedder: str = "toy") -> NewDocum
         name=name,
         data=data,
         sha256=sha256_hex(data),
-        kind="text",
+        kind="txt",
         page_count=1,
         pages=[Page(1, "x")],
         chunks=[Chunk(1, 0, 1, "x", 1)] * n,

@@ -4,6 +4,8 @@ fail part-way (simulated crashes) leaving the store as it was."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -86,6 +88,22 @@ class TestLayout:
         _, _, texts = reopened.chunk_texts()
         assert texts[:3] == ["s0", "s1", "s2"] and texts[3] == "Leave > 4.2 Sick\ns0"  # BM25 reads the context
 
+    def test_schema_3_documents_become_first_versions(self, tmp_path: Path) -> None:
+        store = LocalStore(tmp_path)
+        _add(store, "h.pdf", b"v1")
+        with sqlite3.connect(tmp_path / "kb.sqlite3") as db:  # what a schema-3 PolicyPal left behind
+            db.execute("DROP TABLE archived_chunks")
+            db.execute("DROP INDEX documents_name")
+            for column in ("version", "current", "replaces"):
+                db.execute(f"ALTER TABLE documents DROP COLUMN {column}")
+            db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        db.close()
+        reopened = LocalStore(tmp_path)
+        [old] = reopened.documents()
+        assert (old.version, old.current, old.replaces) == (1, True, None)
+        new = reopened.add(new_document("h.pdf", b"v2", seed=2))
+        assert (new.version, new.replaces) == (2, old.document_id) and reopened.size == 3
+
     def test_newer_schema_refused(self, tmp_path: Path) -> None:
         LocalStore(tmp_path)
         with sqlite3.connect(tmp_path / "kb.sqlite3") as db:
@@ -129,6 +147,61 @@ class TestAtomicity:
         assert len(fresh.all_chunks()) == fresh.size
         _add(fresh, "b.txt", b"b", seed=5)  # and the retry completes
         assert len(fresh.documents()) == 2 and fresh.size == 6
+
+    @pytest.mark.parametrize("fail_at", ["index", "rows"])
+    def test_failed_update_leaves_the_old_version_current(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_at: str
+    ) -> None:
+        store = LocalStore(tmp_path)
+        store.add(new_document("h.pdf", b"v1", n=4, seed=1))
+        before = (store.documents(all_versions=True), store.size, store.generation(), store.all_chunks())
+
+        def boom(*a: object, **k: object) -> None:
+            raise OSError("crash mid-update (simulated)")
+
+        if fail_at == "index":
+            monkeypatch.setattr(vectors_module, "_write_index", boom)
+        else:
+            original = local_module._set_meta
+
+            def fail_on_generation(db: sqlite3.Connection, key: str, value: str) -> None:
+                if key == "generation":
+                    raise OSError("crash before commit (simulated)")
+                original(db, key, value)
+
+            monkeypatch.setattr(local_module, "_set_meta", fail_on_generation)
+        with pytest.raises(OSError):
+            store.add(new_document("h.pdf", b"v2", n=3, seed=2))
+        monkeypatch.undo()
+        fresh = LocalStore(tmp_path)
+        assert (fresh.documents(all_versions=True), fresh.size, fresh.generation(), fresh.all_chunks()) == before
+        assert fresh.add(new_document("h.pdf", b"v2", n=3, seed=2)).version == 2  # and the retry completes
+
+    def test_process_killed_mid_update_leaves_the_old_version_current(self, tmp_path: Path) -> None:
+        """A real death (os._exit inside the commit's transaction, after the next index files are
+        written): the reopened store serves version 1, whole, and takes version 2 afterwards."""
+        store = LocalStore(tmp_path)
+        v1 = store.add(new_document("h.pdf", b"v1", n=4, seed=1))
+        script = (
+            "import os, sys\n"
+            "from rag_core.store import LocalStore\n"
+            "from rag_core.store import local\n"
+            "from tests.store.conftest import new_document\n"
+            "original = local._set_meta\n"
+            "def die(db, key, value):\n"
+            "    if key == 'generation':\n"
+            "        os._exit(9)\n"
+            "    original(db, key, value)\n"
+            "local._set_meta = die\n"
+            "LocalStore(sys.argv[1]).add(new_document('h.pdf', b'v2', n=3, seed=2))\n"
+        )
+        root = Path(__file__).resolve().parents[2]
+        done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=root, timeout=120, check=False)
+        assert done.returncode == 9
+        fresh = LocalStore(tmp_path)
+        assert [(d.document_id, d.current) for d in fresh.documents(all_versions=True)] == [(v1.document_id, True)]
+        assert fresh.size == 4 and {c.document_id for c in fresh.all_chunks()} == {v1.document_id}
+        assert fresh.add(new_document("h.pdf", b"v2", n=3, seed=2)).replaces == v1.document_id
 
     def test_failed_delete_leaves_store_as_before(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         store = LocalStore(tmp_path)
