@@ -114,7 +114,7 @@ def load_docx(data: bytes, *, max_pages: int | None = None) -> LoadedFile:
         raise DamagedFile(
             f"could not be read: damaged Word file ({error}); re-save it in Word and upload it again"
         ) from error
-    blocks = list(_body_blocks(document.element.body, document, _Numbering(document)))
+    blocks = list(_body_blocks(document.element.body, document, _Numbering(document), _Styles()))
     text = "\n".join(b.text for b in blocks)
     if len(text) > MAX_FILE_CHARS:
         raise TooMuchText(too_much_text_message(len(text)))
@@ -183,20 +183,22 @@ def section_label(number: int, title: str) -> str:
     return f"{SECTION_LABEL}{number}: {title}"
 
 
-def _body_blocks(container: BaseOxmlElement, document: object, numbering: _Numbering) -> Iterator[_Block]:
+def _body_blocks(
+    container: BaseOxmlElement, document: object, numbering: _Numbering, styles: _Styles
+) -> Iterator[_Block]:
     """The blocks of a body (or content control) in document order: paragraphs and tables."""
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
     for child in container.iterchildren():
         if child.tag == _W_P:
-            yield from _paragraph(Paragraph(child, document), numbering)  # type: ignore[arg-type]
+            yield from _paragraph(Paragraph(child, document), numbering, styles)  # type: ignore[arg-type]
         elif child.tag == _W_TBL:
             yield from _table(Table(child, document), numbering)  # type: ignore[arg-type]
         elif child.tag == _W_SDT and not _is_toc_control(child):
             content = child.find(_W_SDT_CONTENT)
             if content is not None:
-                yield from _body_blocks(content, document, numbering)
+                yield from _body_blocks(content, document, numbering, styles)
 
 
 def _is_toc_control(sdt: BaseOxmlElement) -> bool:
@@ -206,15 +208,31 @@ def _is_toc_control(sdt: BaseOxmlElement) -> bool:
     return gallery is not None and (gallery.get(_W_VAL) or "").lower() == "table of contents"
 
 
-def _paragraph(paragraph: Paragraph, numbering: _Numbering) -> Iterator[_Block]:
+class _Styles:
+    """What a paragraph's style makes it, read once per style: python-docx finds a style by scanning
+    every style of the file, and a long document asks thousands of times."""
+
+    def __init__(self) -> None:
+        self._facts: dict[str | None, tuple[int | None, bool, bool]] = {}
+
+    def of(self, paragraph: Paragraph) -> tuple[int | None, bool, bool]:
+        """(heading level, a table-of-contents line, a "List ..." style) for the paragraph's style."""
+        p_pr = paragraph._p.pPr
+        key = p_pr.pStyle.val if p_pr is not None and p_pr.pStyle is not None else None
+        if key not in self._facts:
+            self._facts[key] = (_heading_level(paragraph), _is_toc_entry(paragraph), _is_list_style(paragraph))
+        return self._facts[key]
+
+
+def _paragraph(paragraph: Paragraph, numbering: _Numbering, styles: _Styles) -> Iterator[_Block]:
     p_pr = paragraph._p.pPr
     if p_pr is not None and _on(p_pr.find(qn("w:pageBreakBefore"))):
         yield _Block(_PAGE)
     number = numbering.label(paragraph._p)  # counted even when the paragraph is empty, as Word does
-    if not _is_toc_entry(paragraph):
+    level, toc, list_style = styles.of(paragraph)
+    if not toc:
         text = _runs_text(paragraph._p)
-        level = _heading_level(paragraph)
-        listed = number is not None or _is_list_style(paragraph)
+        listed = number is not None or list_style
         parts = text.split(_PAGE)
         for i, part in enumerate(parts):
             if i:
