@@ -77,13 +77,17 @@ def heading_level(line: str) -> tuple[int, str] | None:
 def running_lines(pages: Sequence[Page]) -> set[str]:
     """Lines that repeat on many pages (running headers and footers, digits ignored): never headings.
 
-    >>> pages = [Page(i, f"AGREEMENT 2022\\n{topic}\\nPage {i} of 3") for i, topic in enumerate("abc", 1)]
+    A Markdown heading is never one: the loaders that write them (Word, PowerPoint, Excel, HTML) have
+    left headers and footers out already, and sheets named "Sheet1".."Sheet3" or "2024".."2026", or
+    slides titled alike, must keep their headings.
+
+    >>> pages = [Page(i, f"# Sheet{i}\\nAGREEMENT 2022\\n{topic}\\nPage {i} of 3") for i, topic in enumerate("abc", 1)]
     >>> sorted(running_lines(pages))
     ['AGREEMENT #', 'Page # of #']
     """
     counts: Counter[str] = Counter()
     for page in pages:
-        counts.update({_shape(line) for line in page.text.split("\n") if line.strip()})
+        counts.update({_shape(line) for line in page.text.split("\n") if line.strip() and not _MARKDOWN.match(line)})
     floor = max(3, len(pages) // 4)
     return {line for line, n in counts.items() if n >= floor}
 

@@ -71,6 +71,14 @@ class TestHeadings:
         assert "COLLECTIVE AGREEMENT #" in running_lines(pages)
         assert [h.text for h in headings(pages)] == [f"{i}.1 Topic Number {'abcd'[i - 1]}" for i in range(1, 5)]
 
+    def test_markdown_headings_alike_on_every_page_stay_headings(self) -> None:
+        """Sheets named by year (or "Sheet1".."Sheet3") differ only in digits: still their pages' headings."""
+        pages = [
+            Page(i, f"# {year} holidays\n\n| Holiday | Date |\n| --- | --- |")
+            for i, year in enumerate((2024, 2025, 2026), 1)
+        ]
+        assert [h.text for h in headings(pages)] == ["2024 holidays", "2025 holidays", "2026 holidays"]
+
 
 class TestContext:
     def test_title_from_the_file_name(self) -> None:

@@ -2,8 +2,11 @@
 
 What is read: text in the page body, with block elements (paragraphs, list items, table rows, headings)
 on their own lines and table cells separated by " | " so a row stays together. Headings become
-Markdown heading lines ("## Sick leave"), which rag_core.structure reads as the heading path.
-What is left out: scripts, styles, navigation, site headers and footers, forms and other chrome.
+Markdown heading lines ("## Sick leave"), which rag_core.structure reads as the heading path. List
+items are "- " lines, as in the Word and PowerPoint loaders, and an ordered list's items keep the
+number the browser shows ("- 2. Submit the form"; a bare "2. Submit the form" would read as a heading).
+What is left out: the <title> (the browser's tab, not the page: it repeats the first heading with the
+site's name), scripts, styles, navigation, site headers and footers, forms and other chrome.
 The standard library's parser is enough for this and tolerates broken markup.
 """
 
@@ -20,12 +23,15 @@ from rag_core.types import LoadedFile, Page
 SUFFIXES = (".html", ".htm")
 
 _HTML_START = re.compile(rb"<(?:!doctype\s+html|html[\s>]|head[\s>]|body[\s>])", re.IGNORECASE)
-_SKIPPED = frozenset({"script", "style", "noscript", "template", "svg", "nav", "header", "footer", "form", "button"})
+_SKIPPED = frozenset(
+    {"script", "style", "noscript", "template", "svg", "nav", "header", "footer", "form", "button", "title"}
+)
 _BLOCKS = frozenset(
     {"p", "div", "section", "article", "main", "li", "ul", "ol", "dl", "dt", "dd", "tr", "table", "br", "hr"}
     | {"blockquote", "pre", "figure", "figcaption", "caption", "details", "summary", "aside", "address"}
 )
 _HEADINGS = {f"h{i}": i for i in range(1, 7)}
+_EMPTY_ITEM = re.compile(r"-(?: [0-9]+\.)?")
 _VOID = frozenset({"br", "hr", "img", "input", "meta", "link", "area", "base", "col", "embed", "source", "wbr"})
 
 
@@ -48,6 +54,8 @@ class _Visible(HTMLParser):
         self._skip = 0  # depth inside skipped elements
         self._heading: int | None = None
         self._in_cell = False
+        self._lists: list[list[int] | None] = []  # open lists, innermost last: [next number] for <ol>
+        self._item_open = False  # a list marker was written and its text has not come yet
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _SKIPPED:
@@ -62,7 +70,20 @@ class _Visible(HTMLParser):
         elif tag in ("td", "th"):
             self.parts.append(" | " if self._in_cell else "")
             self._in_cell = True
+        elif tag == "li":
+            self.parts.append("\n- ")
+            counter = self._lists[-1] if self._lists else None
+            if counter is not None:
+                self.parts.append(f"{counter[0]}. ")
+                counter[0] += 1
+            self._item_open = True
         elif tag in _BLOCKS:
+            if self._item_open and tag not in ("ul", "ol"):
+                return  # <li><p>text</p>: the text goes on the marker's line
+            if tag in ("ul", "ol"):
+                self._item_open = False
+                start = dict(attrs).get("start") if tag == "ol" else None
+                self._lists.append([int(start) if start and start.strip().isdigit() else 1] if tag == "ol" else None)
             self.parts.append("\n")
             if tag == "tr":
                 self._in_cell = False
@@ -77,11 +98,17 @@ class _Visible(HTMLParser):
             self.parts.append("\n\n")
             self._heading = None
         elif tag in _BLOCKS:
+            if tag in ("ul", "ol") and self._lists:
+                self._lists.pop()
+            self._item_open = False
             self.parts.append("\n")
 
     def handle_data(self, data: str) -> None:
         if self._skip:
             return
+        if self._item_open:
+            data = data.lstrip()
+            self._item_open = not data
         if self._heading is not None:
             data = " ".join(data.split())  # a heading stays on its one line
             if data:
@@ -102,6 +129,7 @@ def html_text(source: str) -> str:
     parser.feed(source)
     parser.close()
     lines = [" ".join(line.split()) for line in "".join(parser.parts).split("\n")]
+    lines = [line for line in lines if not _EMPTY_ITEM.fullmatch(line)]  # an item holding only a list
     text = "\n".join(lines)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 

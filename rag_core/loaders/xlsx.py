@@ -5,9 +5,13 @@ What is read: the values of each worksheet as Excel last computed them (a formul
 not its source), in row order. The header is the first row with two or more filled cells; single-cell
 rows above it (a sheet title, a note) stay plain lines, and a sheet of one column is plain lines
 throughout. Empty rows and columns are left out, so a cell sits under its own header even when the
-table starts in column C. Numbers read as Excel shows them plainly: 15, not "15.0"; a percentage
-format gives "5%"; dates are ISO dates. The sheet's name is a "#" heading above its rows, which puts
-it in every chunk's heading path. What is left out: chart sheets, charts, images, comments, formatting.
+table starts in column C. A cell merged down over several rows ("Scotland" beside each of its holidays)
+gives its value to each of those rows that holds values of its own, so every row reads whole (Excel
+keeps the value only in the top cell; a header cell merged over two header rows adds no row). A cell
+merged across columns stays in its first column, once. Numbers read as Excel shows them plainly: 15,
+not "15.0"; a percentage format gives "5%"; dates are ISO dates. The sheet's name is a "#" heading
+above its rows, which puts it in every chunk's heading path. What is left out: chart sheets, charts,
+images, comments, formatting.
 
 Memory: the workbook is streamed (openpyxl's read-only mode), and a workbook past `MAX_CELLS` cells is
 refused with a message that says what to do, before its rows are all held.
@@ -18,6 +22,8 @@ from __future__ import annotations
 import datetime as dt
 import io
 import math
+import re
+import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -43,6 +49,7 @@ SUFFIXES = (".xlsx",)
 # holds thousands; two million is a data export, which would hold hundreds of MB as Python objects.
 MAX_CELLS = 2_000_000
 MAX_LABEL_CHARS = 60
+MAX_MERGED_ROWS = 10_000  # a range merged down a whole column (A1:A1048576) fills the rows it has, no more
 _DAMAGED = "could not be read: damaged Excel file; re-save it in Excel and upload it again"
 
 
@@ -71,7 +78,7 @@ def load_xlsx(data: bytes, *, max_pages: int | None = None) -> LoadedFile:
             if max_pages is not None and len(sheets) > max_pages:
                 raise TooManyPages(f"too many sheets: {len(sheets)}, the limit is {max_pages} (raise RAG_MAX_PAGES)")
             budget = [MAX_CELLS]
-            texts = [_sheet_text(sheet, budget) for sheet in sheets]
+            texts = [_sheet_text(sheet, budget, _merged_down(workbook, sheet)) for sheet in sheets]
             names = [sheet.title for sheet in sheets]
         finally:
             workbook.close()
@@ -106,10 +113,10 @@ def sheet_label(name: str) -> str:
     return f"{SHEET_LABEL}{name}"
 
 
-def _sheet_text(sheet: ReadOnlyWorksheet, budget: list[int]) -> str:
+def _sheet_text(sheet: ReadOnlyWorksheet, budget: list[int], merged: dict[tuple[int, int], tuple[int, int]]) -> str:
     """The sheet as text: its name as a heading, leading single-cell rows as lines, then the table."""
     sheet.reset_dimensions()  # read the cells the file holds, not the range its (possibly stale) header claims
-    rows = list(_filled_rows(sheet.iter_rows(), budget, sheet.title))
+    rows = list(_filled_rows(sheet.iter_rows(), budget, sheet.title, merged))
     if not rows:
         return ""
     lines = ["# " + " ".join(sheet.title.split()), ""]
@@ -130,9 +137,22 @@ def _sheet_text(sheet: ReadOnlyWorksheet, budget: list[int]) -> str:
     return normalize_text("\n".join(lines))
 
 
-def _filled_rows(rows: Iterable[tuple[object, ...]], budget: list[int], title: str) -> Iterable[list[str]]:
-    """Each row with at least one value, as cell texts; counts cells against the workbook's budget."""
-    for row in rows:
+def _filled_rows(
+    rows: Iterable[tuple[object, ...]],
+    budget: list[int],
+    title: str,
+    merged: dict[tuple[int, int], tuple[int, int]] | None = None,
+) -> Iterable[list[str]]:
+    """Each row with at least one value, as cell texts; counts cells against the workbook's budget.
+    `merged` maps a cell under the top of a range merged down (row, column, 1-based) to that top cell,
+    whose value it then shows."""
+    merged = merged or {}
+    tops = set(merged.values())
+    by_row: dict[int, list[tuple[int, tuple[int, int]]]] = {}
+    for (below_r, below_c), top in merged.items():
+        by_row.setdefault(below_r, []).append((below_c, top))
+    seen: dict[tuple[int, int], str] = {}  # the values of the tops of merged ranges
+    for r, row in enumerate(rows, 1):
         budget[0] -= len(row)
         if budget[0] < 0:
             raise TooMuchText(
@@ -140,8 +160,53 @@ def _filled_rows(rows: Iterable[tuple[object, ...]], budget: list[int], title: s
                 "delete the rows and columns nobody will ask about, or split the workbook, and upload it again"
             )
         cells = [cell_text(getattr(c, "value", None), getattr(c, "number_format", None)) for c in row]
-        if any(cells):
-            yield cells
+        r = next((n for c in row if isinstance(n := getattr(c, "row", None), int)), r)  # rows may skip
+        for c, value in enumerate(cells, 1):
+            if (r, c) in tops:
+                seen[(r, c)] = value
+        if not any(cells):
+            continue
+        for below_c, top in by_row.get(r, ()):
+            if top in seen:
+                cells += [""] * (below_c - len(cells))
+                cells[below_c - 1] = cells[below_c - 1] or seen[top]
+        yield cells
+
+
+_CELL_REF = re.compile(r"^\$?([A-Z]{1,3})\$?([0-9]{1,7})$")
+
+
+def _merged_down(workbook: object, sheet: ReadOnlyWorksheet) -> dict[tuple[int, int], tuple[int, int]]:
+    """The cells under the top of each range merged over several rows, in its first column: (row, column)
+    to the top cell. Read from the sheet's XML (openpyxl's read-only mode does not read merges); a sheet
+    whose merges cannot be read is read without them."""
+    archive, path = getattr(workbook, "_archive", None), getattr(sheet, "_worksheet_path", None)
+    out: dict[tuple[int, int], tuple[int, int]] = {}
+    if archive is None or not path:
+        return out
+    try:
+        with archive.open(path) as source:
+            for _, element in ET.iterparse(source):
+                if element.tag.endswith("}mergeCell") and ":" in (ref := element.get("ref", "")):
+                    first, last = (_cell_ref(part) for part in ref.split(":", 1))
+                    if first and last and last[0] > first[0]:
+                        for row in range(first[0] + 1, min(last[0], first[0] + MAX_MERGED_ROWS) + 1):
+                            out[(row, first[1])] = first
+                element.clear()
+    except (KeyError, ET.ParseError, OSError):
+        return {}
+    return out
+
+
+def _cell_ref(ref: str) -> tuple[int, int] | None:
+    """ "B12" -> (12, 2): row and column, 1-based."""
+    m = _CELL_REF.match(ref.strip().upper())
+    if m is None:
+        return None
+    column = 0
+    for letter in m.group(1):
+        column = column * 26 + ord(letter) - ord("A") + 1
+    return int(m.group(2)), column
 
 
 def cell_text(value: object, number_format: str | None = None) -> str:

@@ -12,6 +12,9 @@ import pytest
 from docx import Document
 from docx.document import Document as DocxDocument
 from docx.enum.text import WD_BREAK
+from docx.oxml import parse_xml
+from docx.oxml.ns import nsdecls
+from docx.text.paragraph import Paragraph
 
 from rag_core.config import Settings
 from rag_core.embedding import Embedder
@@ -26,7 +29,7 @@ from rag_core.loaders import (
     is_docx,
     load_bytes,
 )
-from rag_core.loaders.docx import MAX_BODY_XML_BYTES
+from rag_core.loaders.docx import MAX_BODY_XML_BYTES, format_number
 from rag_core.structure import HeadingPath
 from rag_core.types import Hit
 
@@ -71,7 +74,7 @@ class TestText:
         text = "\n".join(p.text for p in loaded.pages)
         assert loaded.kind == "docx"
         assert "# Employee Handbook" in text and "# Annual leave" in text and "## Reporting an absence" in text
-        assert "- Phone your manager before 9am." in text and "- Send a fit note after seven days." in text
+        assert "- Phone your manager before 9am." in text and "- 1. Send a fit note after seven days." in text
         assert "| Years of service | Days of annual leave |\n| --- | --- |\n| 1 | 20 |\n| 5 | 25 |" in text
 
     def test_body_order_is_kept(self) -> None:
@@ -102,6 +105,179 @@ class TestText:
             document.add_paragraph("Overtime is paid at time and a half.")
 
         assert "## Overtime" in load_bytes(docx_bytes(build), "o.docx").pages[0].text
+
+    def test_table_nested_in_a_cell_is_read_into_that_cell(self) -> None:
+        def build(document: DocxDocument) -> None:
+            table = document.add_table(rows=2, cols=2)
+            table.cell(0, 0).text, table.cell(0, 1).text = "Leave", "Rule"
+            table.cell(1, 0).text = "Parental"
+            cell = table.cell(1, 1)
+            cell.text = "Paid as follows:"
+            nested = cell.add_table(rows=1, cols=2)
+            nested.cell(0, 0).text, nested.cell(0, 1).text = "first 6 weeks", "90% of pay"
+            cell.add_paragraph("then statutory pay.")
+
+        text = load_bytes(docx_bytes(build), "n.docx").pages[0].text
+        assert "| Parental | Paid as follows: first 6 weeks 90% of pay then statutory pay. |" in text
+
+    def test_table_of_contents_left_out(self) -> None:
+        def build(document: DocxDocument) -> None:
+            document.add_heading("Employee Handbook", 0)
+            toc = parse_xml(
+                f"<w:sdt {nsdecls('w')}><w:sdtPr><w:docPartObj><w:docPartGallery w:val='Table of Contents'/>"
+                "</w:docPartObj></w:sdtPr><w:sdtContent><w:p><w:r><w:t>Contents</w:t></w:r></w:p>"
+                "<w:p><w:r><w:t>Annual leave</w:t></w:r><w:r><w:tab/><w:t>4</w:t></w:r></w:p></w:sdtContent></w:sdt>"
+            )
+            document.element.body.insert(1, toc)
+            document.styles.add_style("TOC 2", 1)  # 1: a paragraph style; a contents line outside a control
+            document.add_paragraph("Sick leave 7", style="TOC 2")
+            document.add_heading("Annual leave", 1)
+            document.add_paragraph("Twenty days a year.")
+
+        text = "\n".join(p.text for p in load_bytes(docx_bytes(build), "toc.docx").pages)
+        assert "Contents" not in text and "Annual leave 4" not in text and "Sick leave 7" not in text
+        assert "# Annual leave\n\nTwenty days a year." in text
+
+
+def numbered(document: DocxDocument, text: str, num_id: int, ilvl: int = 0, style: str | None = None) -> Paragraph:
+    """A paragraph in list `num_id` at level `ilvl`, marked as Word marks it (w:numPr)."""
+    paragraph = document.add_paragraph(text, style=style)
+    paragraph._p.get_or_add_pPr().append(
+        parse_xml(f"<w:numPr {nsdecls('w')}><w:ilvl w:val='{ilvl}'/><w:numId w:val='{num_id}'/></w:numPr>")
+    )
+    return paragraph
+
+
+def set_numbering(document: DocxDocument, abstracts: dict[int, list[tuple[str, str]]], nums: str) -> None:
+    """Replace the numbering definitions: per abstract id, its levels as (numFmt, lvlText); then `nums`,
+    the w:num elements, as XML."""
+    numbering = document.part.numbering_part.element
+    for child in list(numbering):
+        numbering.remove(child)
+    for abstract_id, levels in abstracts.items():
+        lvls = "".join(
+            f"<w:lvl w:ilvl='{i}'><w:start w:val='1'/><w:numFmt w:val='{fmt}'/><w:lvlText w:val='{text}'/></w:lvl>"
+            for i, (fmt, text) in enumerate(levels)
+        )
+        numbering.append(
+            parse_xml(f"<w:abstractNum {nsdecls('w')} w:abstractNumId='{abstract_id}'>{lvls}</w:abstractNum>")
+        )
+    for num in parse_xml(f"<w:x {nsdecls('w')}>{nums}</w:x>"):
+        numbering.append(num)
+
+
+OUTLINE = [("decimal", "%1."), ("lowerLetter", "%2)"), ("lowerRoman", "(%3)"), ("upperLetter", "%1.%4")]
+
+
+def lines_of(data: bytes) -> list[str]:
+    return [line for page in load_bytes(data, "list.docx").pages for line in page.text.split("\n") if line]
+
+
+class TestListNumbers:
+    """Word numbered lists keep the numbers Word shows; bullets stay bullets."""
+
+    def test_levels_count_and_lower_levels_restart(self) -> None:
+        def build(document: DocxDocument) -> None:
+            set_numbering(document, {0: OUTLINE}, "<w:num w:numId='1'><w:abstractNumId w:val='0'/></w:num>")
+            numbered(document, "Annual leave", 1)
+            numbered(document, "Booking", 1, 1)
+            numbered(document, "Carry-over", 1, 1)
+            numbered(document, "Up to five days", 1, 2)
+            numbered(document, "Deep", 1, 3)
+            numbered(document, "Sick leave", 1)
+            numbered(document, "Fit notes", 1, 1)
+
+        assert lines_of(docx_bytes(build)) == [
+            "- 1. Annual leave",
+            "- a) Booking",
+            "- b) Carry-over",
+            "- (i) Up to five days",
+            "- 1.A Deep",
+            "- 2. Sick leave",
+            "- a) Fit notes",
+        ]
+
+    def test_bullets_stay_bullets_and_numbering_off_is_plain(self) -> None:
+        def build(document: DocxDocument) -> None:
+            set_numbering(
+                document,
+                {0: [("bullet", "\u2022")], 1: OUTLINE},
+                "<w:num w:numId='1'><w:abstractNumId w:val='0'/></w:num>"
+                "<w:num w:numId='2'><w:abstractNumId w:val='1'/></w:num>",
+            )
+            numbered(document, "Phone your manager", 1)
+            numbered(document, "Not in a list", 0)
+            numbered(document, "Send a fit note", 2)
+
+        assert lines_of(docx_bytes(build)) == ["- Phone your manager", "Not in a list", "- 1. Send a fit note"]
+
+    def test_instances_of_one_definition_continue_unless_restarted(self) -> None:
+        """As in Word: a second w:num on the same abstract definition continues its count; one that
+        overrides the start ("Restart at 1") starts again."""
+
+        def build(document: DocxDocument) -> None:
+            set_numbering(
+                document,
+                {0: OUTLINE},
+                "<w:num w:numId='1'><w:abstractNumId w:val='0'/></w:num>"
+                "<w:num w:numId='2'><w:abstractNumId w:val='0'/></w:num>"
+                "<w:num w:numId='3'><w:abstractNumId w:val='0'/>"
+                "<w:lvlOverride w:ilvl='0'><w:startOverride w:val='1'/></w:lvlOverride></w:num>",
+            )
+            numbered(document, "First", 1)
+            numbered(document, "Second", 1)
+            document.add_paragraph("A paragraph between.")
+            numbered(document, "Third", 2)
+            numbered(document, "Again first", 3)
+            numbered(document, "Again second", 3)
+
+        assert [line for line in lines_of(docx_bytes(build)) if line.startswith("-")] == [
+            "- 1. First",
+            "- 2. Second",
+            "- 3. Third",
+            "- 1. Again first",
+            "- 2. Again second",
+        ]
+
+    def test_number_from_the_style_of_the_default_template(self) -> None:
+        """python-docx's template numbers "List Number" through the style, as Word's own do."""
+
+        def build(document: DocxDocument) -> None:
+            for step in ("Open the HR portal", "Choose the dates", "Submit the request"):
+                document.add_paragraph(step, style="List Number")
+
+        assert lines_of(docx_bytes(build)) == [
+            "- 1. Open the HR portal",
+            "- 2. Choose the dates",
+            "- 3. Submit the request",
+        ]
+
+    def test_numbered_heading_and_numbered_cell_keep_their_numbers(self) -> None:
+        def build(document: DocxDocument) -> None:
+            set_numbering(
+                document,
+                {0: [("decimal", "%1"), ("decimal", "%1.%2")]},
+                "<w:num w:numId='1'><w:abstractNumId w:val='0'/></w:num>",
+            )
+            numbered(document, "Leave", 1, style="Heading 1")
+            numbered(document, "Annual leave", 1, 1, style="Heading 2")
+            document.add_paragraph("Twenty days.")
+            table = document.add_table(rows=2, cols=1)
+            table.cell(0, 0).text = "Steps"
+            step = table.cell(1, 0).paragraphs[0]
+            step.text = "Book it"
+            step._p.get_or_add_pPr().append(
+                parse_xml(f"<w:numPr {nsdecls('w')}><w:ilvl w:val='1'/><w:numId w:val='1'/></w:numPr>")
+            )
+
+        lines = lines_of(docx_bytes(build))
+        assert "# 1 Leave" in lines and "## 1.1 Annual leave" in lines
+        assert "| 1.2 Book it |" in lines
+
+    def test_number_formats(self) -> None:
+        assert [format_number(n, "upperRoman") for n in (1, 4, 9, 40, 1999)] == ["I", "IV", "IX", "XL", "MCMXCIX"]
+        assert [format_number(n, "lowerLetter") for n in (1, 26, 27)] == ["a", "z", "aa"]
+        assert format_number(3, "none") == "" and format_number(3, "chineseCounting") == "3"
 
 
 class TestPages:

@@ -53,3 +53,22 @@ def test_real_saved_policy_page() -> None:
     text = load_bytes(path.read_bytes(), path.name).pages[0].text
     assert "## 1. Effective date" in text and "This directive takes effect on April 1, 2009." in text
     assert "googletagmanager" not in text.lower() and "Skip to main content" not in text.split("##")[1]
+
+
+def test_list_items_marked_and_ordered_items_numbered() -> None:
+    """List items read as list items, as in Word and PowerPoint; an ordered list keeps the browser's numbers,
+    behind the "- " that stops "2. Submit the form" reading as a heading."""
+    text = html_text(
+        "<p>To book leave:</p><ol start='2'><li>\n <p>Open the portal</p></li><li>Submit the form</li></ol>"
+        "<ul><li>Ten days a year</li><li><ul><li>Carried over</li></ul></li></ul><p>Then wait.</p>"
+    )
+    assert text == (
+        "To book leave:\n\n- 2. Open the portal\n\n- 3. Submit the form\n\n- Ten days a year\n\n"
+        "- Carried over\n\nThen wait."
+    )
+
+
+def test_title_left_out() -> None:
+    """The <title> is the browser tab's text (often "Page | Site"), not part of the page."""
+    text = load_bytes(b"<html><head><title>Leave | Intranet</title></head><body><h1>Leave</h1></body></html>", "l.html")
+    assert text.pages[0].text == "# Leave"

@@ -97,6 +97,28 @@ class TestText:
             "1e+20",
         ]
 
+    def test_cell_merged_down_gives_its_value_to_each_of_its_rows(self) -> None:
+        """Excel keeps a merged value in the top cell only: "Scotland" must still read with its second
+        holiday. A header cell merged over two header rows adds no row of its own."""
+
+        def build(workbook: Workbook) -> None:
+            sheet = workbook.active
+            assert sheet is not None
+            sheet.append(["Region", "Holiday", "Date"])
+            sheet.append([])
+            sheet.merge_cells("A1:A2")
+            for row in (("Scotland", "St Andrew's Day", "30 November"), (None, "2 January", "2 January")):
+                sheet.append(list(row))
+            sheet.append(["England", "Easter Monday", "21 April"])
+            sheet.merge_cells("A3:A4")
+            sheet.merge_cells("B5:C5")  # merged across: kept once, in its first column
+
+        text = load_bytes(xlsx_bytes(build), "holidays.xlsx").pages[0].text
+        assert text.endswith(
+            "| Region | Holiday | Date |\n| --- | --- | --- |\n| Scotland | St Andrew's Day | 30 November |\n"
+            "| Scotland | 2 January | 2 January |\n| England | Easter Monday | |"
+        )
+
     def test_max_pages_counts_sheets(self) -> None:
         with pytest.raises(TooManyPages, match="too many sheets: 3"):
             load_bytes(xlsx_bytes(leave_book), "leave.xlsx", max_pages=2)
