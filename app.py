@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.common import ROUTER_FLAG, TARGET_KEY, require_access, sidebar_settings
+from pages.common import ROUTER_FLAG, TARGET_KEY, get_job_queue, require_access, sidebar_settings
 
 st.set_page_config(page_title="PolicyPal", page_icon=":material/menu_book:", layout="wide")
 pages = [
@@ -13,6 +13,7 @@ pages = [
 ]
 require_access(pages)  # the password form and nothing else, when RAG_APP_PASSWORD is set
 st.session_state[ROUTER_FLAG] = True  # only now: a page run directly before sign-in comes back here
+get_job_queue()  # this server's upload worker: it also resumes the jobs of a server that was stopped mid-upload
 
 navigation = st.navigation(pages)
 if target := st.session_state.pop(TARGET_KEY, None):

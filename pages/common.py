@@ -18,6 +18,7 @@ from streamlit.navigation.page import StreamlitPage
 
 from rag_core.config import Settings
 from rag_core.engine import Engine, serving_engine
+from rag_core.jobs import JobQueue, JobWorker
 from rag_core.types import METRICS, MODES, Metric, Mode
 
 T = TypeVar("T", bound=str)
@@ -47,6 +48,18 @@ def _engine(data_dir: str) -> Engine:
 
 def get_engine() -> Engine:
     return _engine(str(Settings.from_env().data_dir))
+
+
+@st.cache_resource(show_spinner=False)
+def _job_queue(data_dir: str) -> JobQueue:
+    """The upload queue, with this server's worker thread running its jobs (one per process)."""
+    queue = JobQueue(data_dir)
+    JobWorker(_engine(data_dir), queue).start()
+    return queue
+
+
+def get_job_queue() -> JobQueue:
+    return _job_queue(str(Settings.from_env().data_dir))
 
 
 def stop_if_empty(engine: Engine) -> None:

@@ -1,12 +1,12 @@
-"""Documents: upload (several files at once), ingest with progress, list with versions, restore an older
-version, delete with confirmation."""
+"""Documents: upload (several files at once) as a job that survives reloads, its progress and results,
+list with versions, restore an older version, delete with confirmation."""
 
 import streamlit as st
 
-from pages.common import admin_sign_in, get_engine, is_admin, require_router
+from pages.common import admin_sign_in, get_engine, get_job_queue, is_admin, require_router
 from rag_core.display import escape_markdown, friendly_time
 from rag_core.ingest import BatchTooLarge
-from rag_core.types import IngestResult, Stage
+from rag_core.types import IngestResult, Job
 
 require_router("pages/documents.py")
 engine = get_engine()
@@ -50,25 +50,46 @@ def show_result(r: IngestResult) -> None:
         st.warning(f"**{name}**: {escape_markdown(r.warning)}", icon=":material/content_copy:")
 
 
-def ingest(files: list[tuple[str, bytes]]) -> list[IngestResult]:
-    overall = st.progress(0.0, text=f"0 of {len(files)} files")
-    current = st.progress(0.0, text="")
-    with st.status(f"Ingesting {len(files)} file(s)…", expanded=True) as status:
+STAGE_WORDS = {"parsing": "reading", "embedding": "indexing", "saving": "saving"}
+RECENT_JOBS = 3
 
-        def on_stage(stage: Stage, done: int, total: int) -> None:
-            current.progress(done / max(total, 1), text=f"{stage} {done}/{total}")
 
-        def on_file(done: int, total: int, result: IngestResult) -> None:
-            overall.progress(done / total, text=f"{done} of {total} files")
-            show_result(result)
+def show_job(job: Job) -> None:
+    """One upload: a progress bar per file while it runs, then each file's result."""
+    done = job.finished_files
+    if job.status in ("queued", "running"):
+        waiting = "waiting to start" if job.status == "queued" else f"{done} of {len(job.files)} files done"
+        st.markdown(f"**Upload of {len(job.files)} file(s)**: {waiting}")
+        for f in job.files:
+            if f.result is not None:
+                show_result(f.result)
+            elif f.status == "running" and f.total:
+                stage = STAGE_WORDS.get(f.stage or "", f.stage or "")
+                st.progress(f.done / f.total, text=f"{f.name}: {stage} {f.done}/{f.total}")
+            else:
+                st.caption(f"{f.name}: waiting")
+        return
+    if job.error:
+        st.error(f"The upload could not be processed: {escape_markdown(job.error)}", icon=":material/error:")
+    for f in job.files:
+        if f.result is not None:
+            show_result(f.result)
 
-        results = engine.ingest_uploads(files, progress=on_file, file_progress=on_stage)
-        failed = sum(r.status == "failed" for r in results)
-        status.update(
-            label=f"Done: {len(results) - failed} of {len(results)} file(s) in the knowledge base",
-            state="error" if failed == len(results) else "complete",
-        )
-    return results
+
+def jobs_panel(queue_jobs: list[Job]) -> None:
+    """The newest uploads, from any browser: what runs now, and the results of the last ones."""
+    active = [j for j in queue_jobs if j.status in ("queued", "running")]
+
+    @st.fragment(run_every=1.0 if active else None)
+    def panel() -> None:
+        jobs = get_job_queue().jobs(RECENT_JOBS)
+        if active and not any(j.status in ("queued", "running") for j in jobs):
+            st.rerun(scope="app")  # done: the document list below changes
+        for job in jobs:
+            with st.container(border=True):
+                show_job(job)
+
+    panel()
 
 
 uploads = (
@@ -85,13 +106,17 @@ uploads = (
     else None
 )
 if can_edit and st.button("Ingest", type="primary", disabled=not uploads, key="documents_ingest"):
-    try:
-        st.session_state["documents_last_results"] = ingest([(f.name, f.getvalue()) for f in uploads or []])
+    try:  # persisted before anything is read: a reload or a closed tab no longer loses it
+        get_job_queue().submit([(f.name, f.getvalue()) for f in uploads or []], max_files=settings.max_files_per_batch)
     except BatchTooLarge as e:
-        st.error(str(e))
+        st.session_state["documents_upload_error"] = str(e)
     st.session_state["documents_upload_round"] = st.session_state.get("documents_upload_round", 0) + 1
     st.rerun()
+if error := st.session_state.pop("documents_upload_error", None):
+    st.error(error)
 
+if can_edit:
+    jobs_panel(get_job_queue().jobs(RECENT_JOBS))
 for r in st.session_state.get("documents_last_results", []):
     show_result(r)
 

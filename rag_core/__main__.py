@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag_core.config import Settings
 from rag_core.loaders import SUPPORTED_SUFFIXES
-from rag_core.types import METRICS, MODES, IngestResult, Stage
+from rag_core.types import METRICS, MODES, IngestResult, JobFile, Stage
 
 if TYPE_CHECKING:  # the engine pulls in torch: imported when a command needs it, not for --help
     from rag_core.engine import Engine
@@ -81,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     tu.add_argument("--batch-size", type=int, default=None, help="pairs per step (default 16)")
     tu.add_argument("--hard-negatives", type=int, default=None, help="mined negatives per pair (default 1)")
     tu.add_argument("--learning-rate", type=float, default=None, help="peak learning rate (default 2e-5)")
+
+    jo = sub.add_parser("jobs", parents=[common], help="list ingestion jobs (uploads) with per-file results")
+    jo.add_argument("--limit", type=int, default=20, help="newest jobs to list (default 20)")
+    wo = sub.add_parser("worker", parents=[common], help="run ingestion jobs as they are queued, until Ctrl-C")
+    wo.add_argument("--once", action="store_true", help="run the jobs waiting now, then exit")
     return p
 
 
@@ -406,6 +412,46 @@ def _train_with_bar(mined: TuneMined, out: Path, options: TuneOptions, settings:
             raise _UsageError(str(e)) from e
 
 
+def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.jobs import JobQueue
+
+    jobs = JobQueue(settings.data_dir).jobs(args.limit)
+    if args.json:
+        print(json.dumps([j.to_json() for j in jobs], ensure_ascii=False))
+        return 0
+    if not jobs:
+        print("no ingestion jobs yet: uploads on the Documents page become jobs")
+        return 0
+    rows = [
+        [j.job_id, j.status, j.created_at, f"{j.finished_files}/{len(j.files)}", _job_summary(j.files, j.error)]
+        for j in jobs
+    ]
+    print(_table(["job_id", "status", "created_at", "files done", "results"], rows))
+    return 0
+
+
+def _job_summary(files: Sequence[JobFile], error: str | None) -> str:
+    if error:
+        return f"failed: {error}"
+    return ", ".join(f"{f.name}: {f.result.status if f.result else f.status}" for f in files)
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.jobs import JobQueue, JobWorker
+
+    worker = JobWorker(_engine(args, settings), JobQueue(settings.data_dir))
+    _err(f"worker {worker.name} running jobs from {settings.data_dir}" + ("" if args.once else " (Ctrl-C stops)"))
+    while True:
+        job = worker.run_once()
+        if job is not None:
+            line = json.dumps(job.to_json(), ensure_ascii=False) if args.json else f"{job.job_id} {job.status}: "
+            print(line if args.json else line + _job_summary(job.files, job.error), flush=True)
+        elif args.once:
+            return 0
+        else:
+            time.sleep(worker.poll_s)
+
+
 _COMMANDS = {
     "ingest": cmd_ingest,
     "docs": cmd_docs,
@@ -415,6 +461,8 @@ _COMMANDS = {
     "ask": cmd_ask,
     "eval": cmd_eval,
     "tune": cmd_tune,
+    "jobs": cmd_jobs,
+    "worker": cmd_worker,
 }
 
 

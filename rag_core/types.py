@@ -367,3 +367,46 @@ class IngestResult:
 
     def to_json(self) -> dict[str, object]:
         return json_of(self)
+
+
+# ---------------------------------------------------------------------------- ingestion jobs
+
+JobStatus = Literal["queued", "running", "done", "failed"]
+JobFileStatus = Literal["queued", "running", "added", "updated", "duplicate", "failed"]
+
+
+@dataclass(frozen=True)
+class JobFile:
+    """One file of an ingestion job: where it is (its stage and units done), then its result."""
+
+    name: str
+    status: JobFileStatus
+    stage: str | None = None
+    done: int = 0
+    total: int = 0
+    result: IngestResult | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return json_of(self)
+
+
+@dataclass(frozen=True)
+class Job:
+    """An upload as it is persisted before any parsing: its files, its state and each file's result, so
+    a reload, another browser or a restarted server sees it and a killed worker's job is resumed."""
+
+    job_id: str
+    status: JobStatus
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    worker: str | None
+    files: list[JobFile]
+    error: str | None = None  # status "failed": why the job as a whole could not run
+
+    @property
+    def finished_files(self) -> int:
+        return sum(f.result is not None for f in self.files)
+
+    def to_json(self) -> dict[str, object]:
+        return json_of(self)

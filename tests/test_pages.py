@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -96,6 +97,19 @@ class TestDocuments:
         at.button(key="documents_delete").click().run()
         at.button(key="documents_delete_confirm").click().run()
         assert not at.exception and engine.documents() == []
+
+    def test_an_upload_is_a_job_any_session_sees_with_its_results(self, data_dir: Path, embedder: Embedder) -> None:
+        from rag_core.jobs import JobQueue
+
+        at = app("documents")  # starts this server's worker
+        job = JobQueue(data_dir).submit([("remote.txt", b"Remote work needs manager approval. " * 10)])
+        deadline = time.monotonic() + TIMEOUT
+        while JobQueue(data_dir).get(job.job_id).status != "done" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        fresh = app("documents")  # another browser, or the same one after a reload
+        assert "remote.txt**: added, 1 pages" in texts(fresh)
+        assert fresh.dataframe[0].value["name"].tolist() == ["remote.txt"]
+        del at
 
     def test_new_version_shown_and_the_old_one_restored(
         self, data_dir: Path, embedder: Embedder, pdf_maker: Callable[..., Path]
