@@ -3,7 +3,7 @@
 import streamlit as st
 
 from pages.common import admin_sign_in, get_engine, is_admin, require_router
-from rag_core.display import escape_markdown
+from rag_core.display import escape_markdown, ocr_note
 from rag_core.ingest import BatchTooLarge
 from rag_core.types import IngestResult, Stage
 
@@ -22,7 +22,8 @@ if not can_edit:
     admin_sign_in()
 else:
     st.caption(
-        "Upload PDF, Word (.docx), PowerPoint (.pptx), Excel (.xlsx), HTML, TXT or Markdown files. "
+        "Upload PDF, Word (.docx), PowerPoint (.pptx), Excel (.xlsx), HTML, TXT or Markdown files; scanned "
+        "PDF pages are read by OCR. "
         f"Each file may be up to {settings.max_file_mb:g} MB and "
         f"{settings.max_pages} pages, {settings.max_files_per_batch} files per batch (the upload limit is set "
         "in `.streamlit/config.toml`, the engine's in `RAG_MAX_FILE_MB`). The same file uploaded twice is "
@@ -33,7 +34,9 @@ else:
 def show_result(r: IngestResult) -> None:
     name = escape_markdown(r.file)
     if r.status == "added":
-        st.success(f"**{name}**: added, {r.pages} pages, {r.chunks} chunks", icon=":material/check_circle:")
+        st.success(
+            f"**{name}**: added, {r.pages} pages, {r.chunks} chunks{ocr_note(r)}", icon=":material/check_circle:"
+        )
     elif r.status == "duplicate":
         st.info(f"**{name}**: already in the knowledge base (duplicate), nothing added", icon=":material/info:")
     else:
@@ -46,7 +49,8 @@ def ingest(files: list[tuple[str, bytes]]) -> list[IngestResult]:
     with st.status(f"Ingesting {len(files)} file(s)…", expanded=True) as status:
 
         def on_stage(stage: Stage, done: int, total: int) -> None:
-            current.progress(done / max(total, 1), text=f"{stage} {done}/{total}")
+            what = f"reading scanned pages by OCR: {done} of {total}" if stage == "ocr" else f"{stage} {done}/{total}"
+            current.progress(done / max(total, 1), text=what)
 
         def on_file(done: int, total: int, result: IngestResult) -> None:
             overall.progress(done / total, text=f"{done} of {total} files")

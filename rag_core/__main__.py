@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag_core.config import Settings
+from rag_core.display import ocr_note
 from rag_core.loaders import SUPPORTED_SUFFIXES
 from rag_core.types import METRICS, MODES, IngestResult, Stage
 
@@ -140,7 +141,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps(result.to_json(), ensure_ascii=False), flush=True)
         else:
             detail = (
-                f"{result.pages} pages, {result.chunks} chunks, id {result.document_id}"
+                f"{result.pages} pages, {result.chunks} chunks, id {result.document_id}{ocr_note(result)}"
                 if result.status != "failed"
                 else result.error
             )

@@ -16,7 +16,7 @@ from rag_core.embedding import Embedder
 
 ROOT = Path(__file__).resolve().parent.parent
 HIT_KEYS = {"rank", "score", "document", "document_id", "page", "page_label", "chunk_id", "text"}
-INGEST_KEYS = {"file", "status", "document_id", "pages", "chunks", "error"}
+INGEST_KEYS = {"file", "status", "document_id", "pages", "chunks", "error", "ocr_pages"}
 
 
 def run_cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:

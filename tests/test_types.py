@@ -39,7 +39,7 @@ class TestJson:
         assert hit.page_cited == "page 2" and replace(hit, page_label="ii").page_cited == "page ii (PDF p. 2)"
         assert "bm25_rank" in hit.evidence_json() and "start" not in hit.evidence_json()
         result = IngestResult("a.pdf", "failed", None, 0, 0, "damaged", "damaged")
-        assert list(result.to_json()) == ["file", "status", "document_id", "pages", "chunks", "error"]
+        assert list(result.to_json()) == ["file", "status", "document_id", "pages", "chunks", "error", "ocr_pages"]
         doc = DocumentInfo("abc", "a.pdf", "f" * 64, "pdf", 100, 3, 9, "2026-12-03T10:00:00+00:00")
         assert list(doc.to_json()) == ["document_id", "name", "sha256", "pages", "chunks", "added_at"]
 

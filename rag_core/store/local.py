@@ -29,7 +29,8 @@ from rag_core.store.protocol import DuplicateDocument, StoreError, check_recorde
 from rag_core.store.vectors import DEFAULT_ANN_THRESHOLD, VectorGenerations, fsync_file
 from rag_core.types import ChunkRow, DocumentInfo, FloatArray, IndexInfo, IndexKind, IntArray, NewDocument
 
-SCHEMA_VERSION = 3  # 2: chunks.context (the title and heading path a chunk is indexed with); 3: pages.label
+# 2: chunks.context (the title and heading path a chunk is indexed with); 3: pages.label; 4: pages.ocr
+SCHEMA_VERSION = 4
 DB_NAME = "kb.sqlite3"
 LOCK_NAME = "kb.lock"
 ORIGINALS = "originals"
@@ -54,6 +55,7 @@ CREATE TABLE IF NOT EXISTS pages (
     page INTEGER NOT NULL,
     text TEXT NOT NULL,
     label TEXT,
+    ocr INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (document_id, page)
 );
 CREATE TABLE IF NOT EXISTS chunks (
@@ -71,7 +73,8 @@ CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_id);
 
 _DOCUMENTS = "SELECT id, name, sha256, kind, bytes, pages, chunks, added_at FROM documents"
 _CHUNKS = (
-    "SELECT c.id, c.document_id, d.name, c.page, c.start, c.end, c.text, c.norm, c.context, p.label "
+    "SELECT c.id, c.document_id, d.name, c.page, c.start, c.end, c.text, c.norm, c.context, p.label, "
+    "COALESCE(p.ocr, 0) "
     "FROM chunks c JOIN documents d ON d.id = c.document_id "
     "LEFT JOIN pages p ON p.document_id = c.document_id AND p.page = c.page"
 )
@@ -248,8 +251,8 @@ class LocalStore:
                     (doc.document_id, doc.name, doc.sha256, doc.kind, info.bytes, info.pages, info.chunks, added_at),
                 )
                 db.executemany(
-                    "INSERT INTO pages(document_id, page, text, label) VALUES (?, ?, ?, ?)",
-                    [(info.document_id, p.number, p.text, p.label) for p in doc.pages],
+                    "INSERT INTO pages(document_id, page, text, label, ocr) VALUES (?, ?, ?, ?, ?)",
+                    [(info.document_id, p.number, p.text, p.label, int(p.ocr)) for p in doc.pages],
                 )
                 db.executemany(
                     "INSERT INTO chunks(id, document_id, page, start, end, text, norm, context) "
@@ -388,6 +391,12 @@ def _set_wal(db: sqlite3.Connection, patience: float = 60.0) -> None:
             time.sleep(0.05)
 
 
+def _add_pages_ocr(db: sqlite3.Connection) -> None:
+    """3 -> 4: pages.ocr, whether a page's text was read by OCR; pages stored before OCR existed were not."""
+    if "ocr" not in {str(r[1]) for r in db.execute("PRAGMA table_info(pages)")}:
+        db.execute("ALTER TABLE pages ADD COLUMN ocr INTEGER NOT NULL DEFAULT 0")
+
+
 def _migrate(db: sqlite3.Connection, version: int) -> int:
     """Bring a knowledge base written by an older PolicyPal up to SCHEMA_VERSION, in one transaction."""
     db.execute("BEGIN IMMEDIATE")
@@ -397,6 +406,7 @@ def _migrate(db: sqlite3.Connection, version: int) -> int:
             db.execute("ALTER TABLE chunks ADD COLUMN context TEXT NOT NULL DEFAULT ''")
         if "label" not in {str(r[1]) for r in db.execute("PRAGMA table_info(pages)")}:  # 2 -> 3: no labels yet
             db.execute("ALTER TABLE pages ADD COLUMN label TEXT")
+        _add_pages_ocr(db)
         _set_meta(db, "schema_version", str(SCHEMA_VERSION))
         db.execute("COMMIT")
     except BaseException:
