@@ -16,7 +16,7 @@ import pytest
 from rag_core.store import LocalStore, StoreError, ivf_lists, open_store
 from rag_core.store import local as local_module
 from rag_core.store import vectors as vectors_module
-from rag_core.types import Chunk
+from rag_core.types import Chunk, Page
 
 from .conftest import new_document, with_vectors
 
@@ -85,6 +85,20 @@ class TestLayout:
         reopened.add(replace(new_document("new.txt", b"new"), chunks=[Chunk(1, 0, 2, "s0", 1, "Leave > 4.2 Sick")] * 3))
         _, _, texts = reopened.chunk_texts()
         assert texts[:3] == ["s0", "s1", "s2"] and texts[3] == "Leave > 4.2 Sick\ns0"  # BM25 reads the context
+
+    def test_schema_3_gains_the_ocr_mark_and_new_pages_keep_it(self, tmp_path: Path) -> None:
+        store = LocalStore(tmp_path)
+        _add(store, "typed.txt", b"typed")
+        with sqlite3.connect(tmp_path / "kb.sqlite3") as db:  # what a schema-3 PolicyPal left behind
+            db.execute("ALTER TABLE pages DROP COLUMN ocr")
+            db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        db.close()
+        reopened = LocalStore(tmp_path)
+        assert reopened.meta("schema_version") == str(local_module.SCHEMA_VERSION)
+        assert [c.page_ocr for c in reopened.all_chunks()] == [False] * 3
+        scan = new_document("scan.pdf", b"scan", kind="pdf")
+        reopened.add(replace(scan, pages=[Page(1, scan.pages[0].text, ocr=True)]))
+        assert [bool(c.page_ocr) for c in reopened.all_chunks()] == [False] * 3 + [True] * 3
 
     def test_newer_schema_refused(self, tmp_path: Path) -> None:
         LocalStore(tmp_path)
