@@ -18,17 +18,24 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Callable, Sequence
-
-import pypdfium2 as pdfium
-import pypdfium2.raw as pdfium_c
-import pytesseract
+from typing import TYPE_CHECKING, Any
 
 from rag_core.loaders.errors import DamagedFile, LoadError
 from rag_core.loaders.normalize import normalize_text
 
+if TYPE_CHECKING:
+    import pypdfium2 as pdfium
+
+# pytesseract and pypdfium2 are imported where they are used: pytesseract imports pandas when it is
+# installed (~1 s), which every process importing the loaders, the server's included, would pay.
+
 # Tesseract reads best at ~300 dpi; higher costs time without gaining words on office scans.
 OCR_DPI = 300
+# A page is rendered with at most this many pixels (an A3 page at 300 dpi has 17.4M), so a page declared
+# poster-sized cannot make the renderer allocate gigabytes: it is read at a lower resolution instead.
+MAX_RENDER_PIXELS = 40_000_000
 # A page whose text layer has fewer characters than this (a page number, a stamp) is OCR'd when it holds a
 # picture; the OCR text replaces the layer only when it is longer.
 MIN_TEXT_LAYER_CHARS = 20
@@ -37,6 +44,10 @@ INSTALL_HINT = "apt-get install tesseract-ocr tesseract-ocr-eng (or brew install
 
 # (pages done, pages to OCR) after each page.
 OcrProgress = Callable[[int, int], None]
+# pdfium is not thread-safe. A parse worker reads one file at a time, but with the time budget off
+# (RAG_PARSE_TIMEOUT_S=0) files are read in the server's threads: rendering holds this lock, Tesseract
+# (a separate process) does not.
+_PDFIUM = threading.Lock()
 
 
 class OcrUnavailable(LoadError):
@@ -48,6 +59,8 @@ class OcrUnavailable(LoadError):
 def check_tesseract(languages: str) -> None:
     """Raise `OcrUnavailable` naming what to install when Tesseract or a language in `languages`
     ("eng", "eng+deu") is missing."""
+    import pytesseract
+
     if shutil.which(str(pytesseract.pytesseract.tesseract_cmd)) is None:
         raise OcrUnavailable(
             "needs OCR (scanned pages without text), but Tesseract is not installed: install Tesseract: "
@@ -69,11 +82,12 @@ def check_tesseract(languages: str) -> None:
 
 def pages_with_pictures(data: bytes, numbers: Sequence[int]) -> list[int]:
     """Those of the 1-based page `numbers` that hold at least one image: the ones worth OCR."""
-    document = _open(data)
-    try:
-        return [n for n in numbers if _has_image(document[n - 1])]
-    finally:
-        document.close()
+    with _PDFIUM:
+        document = _open(data)
+        try:
+            return [n for n in numbers if _has_image(document[n - 1])]
+        finally:
+            document.close()
 
 
 def ocr_pages(
@@ -84,20 +98,29 @@ def ocr_pages(
     # Tesseract's OpenMP threads fight each other on a small machine: one thread is ~6x faster on 2 cores,
     # and the parse pool already reads files in parallel.
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
-    document = _open(data)
+    import pytesseract
+
+    with _PDFIUM:
+        document = _open(data)
     texts: dict[int, str] = {}
     try:
         for done, n in enumerate(numbers, start=1):
-            texts[n] = normalize_text(_read_page(document[n - 1], languages))
+            texts[n] = normalize_text(_read_page(pytesseract, document, n, languages))
             if progress is not None:
                 progress(done, len(numbers))
     finally:
-        document.close()
+        with _PDFIUM:
+            document.close()
     return texts
 
 
-def _read_page(page: pdfium.PdfPage, languages: str) -> str:
-    image = page.render(scale=OCR_DPI / 72, grayscale=True).to_pil()
+def _read_page(pytesseract: Any, document: pdfium.PdfDocument, number: int, languages: str) -> str:
+    with _PDFIUM:
+        page = document[number - 1]
+        try:
+            image = page.render(scale=render_scale(*page.get_size()), grayscale=True).to_pil()
+        finally:
+            page.close()
     try:
         return str(pytesseract.image_to_string(image, lang=languages, config=f"--dpi {OCR_DPI}"))
     except pytesseract.TesseractError as e:
@@ -105,10 +128,22 @@ def _read_page(page: pdfium.PdfPage, languages: str) -> str:
         raise OcrUnavailable(f"OCR failed ({detail}): check the Tesseract install: {INSTALL_HINT}") from e
     finally:
         image.close()
-        page.close()
+
+
+def render_scale(width_pt: float, height_pt: float) -> float:
+    """Pixels per PDF point: OCR_DPI, lowered so that the page stays under MAX_RENDER_PIXELS.
+
+    >>> round(render_scale(612, 792) * 72), round(render_scale(7200, 7200) * 72)
+    (300, 63)
+    """
+    scale = OCR_DPI / 72
+    pixels = width_pt * height_pt * scale * scale
+    return scale if pixels <= MAX_RENDER_PIXELS else scale * (MAX_RENDER_PIXELS / pixels) ** 0.5
 
 
 def _open(data: bytes) -> pdfium.PdfDocument:
+    import pypdfium2 as pdfium
+
     try:
         return pdfium.PdfDocument(data)
     except pdfium.PdfiumError as e:
@@ -116,6 +151,8 @@ def _open(data: bytes) -> pdfium.PdfDocument:
 
 
 def _has_image(page: pdfium.PdfPage) -> bool:
+    import pypdfium2.raw as pdfium_c
+
     try:
         return any(True for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=2))
     finally:
