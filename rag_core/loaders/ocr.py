@@ -8,7 +8,9 @@ use, JBIG2 and CCITT included), read by Tesseract and normalised like any other 
 real text layer keep it: OCR is slower and less exact than text the PDF already holds.
 
 Tesseract is a system program (Debian: `tesseract-ocr` plus one `tesseract-ocr-<lang>` package per
-language); when it or a language is missing, `OcrUnavailable` says what to install.
+language); when it or a language is missing, a file with scanned pages fails with `OcrUnavailable`,
+which says what to install (or to set RAG_OCR=0 to keep only the text layer), rather than being
+stored with its scanned pages silently missing. A file that needs no OCR never asks for Tesseract.
 
 What it leaves out: deskewing and layout analysis beyond Tesseract's own, and OCR of pictures inside
 Word, PowerPoint or Excel files.

@@ -49,6 +49,19 @@ class TestScannedPages:
         assert not first.ocr and first.text.startswith("Overtime is paid")
         assert second.ocr and "bereavement" in second.text.lower() and loaded.ocr_pages == 1
 
+    def test_a_scan_stamped_with_a_page_number_is_still_read(self, tmp_path: Path) -> None:
+        from fpdf import FPDF
+
+        picture = tmp_path / "scan.png"
+        page_picture(SCANNED_POLICY[0]).save(picture)
+        pdf = FPDF()
+        pdf.add_page()
+        pdf.image(str(picture), x=0, y=0, w=pdf.w)
+        pdf.set_font("Helvetica", size=9)
+        pdf.text(100, 290, "Page 7")  # a text layer of 6 characters: negligible next to the picture
+        (page,) = load_bytes(bytes(pdf.output()), "stamped.pdf", ocr_languages="eng").pages
+        assert page.ocr and "sixteen weeks of paid parental leave" in page.text
+
     def test_blank_scan_still_fails_as_no_text(self) -> None:
         with pytest.raises(NoExtractableText, match="OCR found no words"):
             load_bytes(scan_pdf([""]), "blank.pdf", ocr_languages="eng")
