@@ -164,10 +164,10 @@ class Ingestor:
             report("parsing", 0, 1)
             self._preload_embedder()  # the first file: load the model while the worker reads the file
 
-            # In a worker process with a time and memory budget: a hostile PDF cannot hang the server.
             def ocr_report(done: int, total: int) -> None:
                 report("ocr", done, total)
 
+            # In a worker process with a time and memory budget: a hostile file cannot hang the server.
             if parsed is not None:
                 loaded = parsed.result(ocr_report)
             else:

@@ -23,6 +23,7 @@ from rag_core.embedding import Embedder
 from rag_core.engine import Engine
 from rag_core.ingest import SAMPLE_PDF
 from rag_core.loaders import (
+    OcrUnavailable,
     ParseOutOfMemory,
     ParserCrashed,
     ParseTimeout,
@@ -191,6 +192,17 @@ class TestOcrAndOfficeInWorkers:
         )
         assert seen == [(0, 2), (1, 2), (2, 2)] and pool.started == 1
         assert loaded.ocr_pages == 2 and "sixteen weeks of paid parental leave" in loaded.pages[0].text
+
+    def test_without_tesseract_on_the_path_the_worker_says_what_to_install(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("PATH", str(tmp_path))  # the worker starts with this PATH: no tesseract on it
+        pool = ParsePool(max_workers=1)
+        try:
+            with pytest.raises(OcrUnavailable, match=r"install Tesseract: apt-get install tesseract-ocr"):
+                pool.load(scan_pdf(SCANNED_POLICY[:1]), "scan.pdf", timeout=60, ocr_languages="eng")
+        finally:
+            pool.close()
 
     def test_budget_restarts_at_each_ocr_page(self) -> None:
         progress = [{"status": "progress", "done": i, "total": 4} for i in range(5)]
