@@ -4,7 +4,7 @@ list with versions, restore an older version, delete with confirmation."""
 import streamlit as st
 
 from pages.common import admin_sign_in, get_engine, get_job_queue, is_admin, require_router
-from rag_core.display import escape_markdown, friendly_time
+from rag_core.display import escape_markdown, friendly_time, ocr_note
 from rag_core.ingest import BatchTooLarge
 from rag_core.types import IngestResult, Job
 
@@ -23,7 +23,8 @@ if not can_edit:
     admin_sign_in()
 else:
     st.caption(
-        "Upload PDF, Word (.docx), PowerPoint (.pptx), Excel (.xlsx), HTML, TXT or Markdown files. "
+        "Upload PDF, Word (.docx), PowerPoint (.pptx), Excel (.xlsx), HTML, TXT or Markdown files; scanned "
+        "PDF pages are read by OCR. "
         f"Each file may be up to {settings.max_file_mb:g} MB and "
         f"{settings.max_pages} pages, {settings.max_files_per_batch} files per batch (the upload limit is set "
         "in `.streamlit/config.toml`, the engine's in `RAG_MAX_FILE_MB`). The same file uploaded twice is "
@@ -35,11 +36,13 @@ else:
 def show_result(r: IngestResult) -> None:
     name = escape_markdown(r.file)
     if r.status == "added":
-        st.success(f"**{name}**: added, {r.pages} pages, {r.chunks} chunks", icon=":material/check_circle:")
+        st.success(
+            f"**{name}**: added, {r.pages} pages, {r.chunks} chunks{ocr_note(r)}", icon=":material/check_circle:"
+        )
     elif r.status == "updated":
         st.success(
-            f"**{name}**: updated, now version {r.version} ({r.pages} pages, {r.chunks} chunks); the earlier "
-            "version is kept but no longer answered from",
+            f"**{name}**: updated, now version {r.version} ({r.pages} pages, {r.chunks} chunks{ocr_note(r)}); "
+            "the earlier version is kept but no longer answered from",
             icon=":material/published_with_changes:",
         )
     elif r.status == "duplicate":
@@ -50,7 +53,7 @@ def show_result(r: IngestResult) -> None:
         st.warning(f"**{name}**: {escape_markdown(r.warning)}", icon=":material/content_copy:")
 
 
-STAGE_WORDS = {"parsing": "reading", "embedding": "indexing", "saving": "saving"}
+STAGE_WORDS = {"parsing": "reading", "ocr": "reading scanned pages by OCR", "embedding": "indexing", "saving": "saving"}
 RECENT_JOBS = 3
 
 

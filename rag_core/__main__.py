@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag_core.config import Settings
+from rag_core.display import ocr_note
 from rag_core.loaders import SUPPORTED_SUFFIXES
 from rag_core.types import METRICS, MODES, IngestResult, JobFile, Stage
 
@@ -152,7 +153,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
                 tqdm.write(f"warning: {result.file}: {result.warning}", file=sys.stderr)
         else:
             detail = (
-                f"{result.pages} pages, {result.chunks} chunks, id {result.document_id}"
+                f"{result.pages} pages, {result.chunks} chunks, id {result.document_id}{ocr_note(result)}"
                 if result.status != "failed"
                 else result.error
             )

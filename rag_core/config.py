@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from rag_core.types import FUSIONS, METRICS, MODES, PRECISIONS, RUNTIMES, Fusion, Metric, Mode, Precision, Runtime
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+_OCR_LANGUAGES = re.compile(r"[A-Za-z0-9_]+(\+[A-Za-z0-9_]+)*")
 
 # Field name -> environment variable. Kept explicit so `grep RAG_` finds every one.
 ENV_VARS: dict[str, str] = {
@@ -37,6 +39,8 @@ ENV_VARS: dict[str, str] = {
     "max_files_per_batch": "RAG_MAX_FILES_PER_BATCH",
     "parse_timeout_s": "RAG_PARSE_TIMEOUT_S",
     "parse_memory_mb": "RAG_PARSE_MEMORY_MB",
+    "ocr": "RAG_OCR",
+    "ocr_languages": "RAG_OCR_LANGUAGES",
     "allow_downloads": "RAG_ALLOW_DOWNLOADS",
     "generator": "RAG_GENERATOR",
     "mode": "RAG_MODE",
@@ -99,6 +103,11 @@ class Settings:
     # 0 reads in-process, without a worker.
     parse_timeout_s: float = 120.0
     parse_memory_mb: int = 2048
+    # Scanned PDF pages (no text layer, a picture) are read by OCR with Tesseract in these languages
+    # (Tesseract's codes joined by "+", e.g. "eng+deu"; each needs its tesseract-ocr-<lang> package).
+    # OCR time counts page by page: each OCR'd page gets parse_timeout_s of its own (rag_core.parsepool).
+    ocr: bool = True
+    ocr_languages: str = "eng"
     # Off by default: no code path may touch the network unless the user says so.
     allow_downloads: bool = False
     # dense | bm25 | hybrid. Default: the best measured on the shared eval set (benchmarks/eval_retrieval.py).
@@ -157,6 +166,11 @@ class Settings:
             raise ValueError(
                 f"parse_memory_mb must be 0 (no cap) or >= 256; got parse_memory_mb={self.parse_memory_mb}"
             )
+        if not _OCR_LANGUAGES.fullmatch(self.ocr_languages):
+            raise ValueError(
+                "ocr_languages must be Tesseract language codes joined by '+', e.g. 'eng' or 'eng+deu'; "
+                f"got ocr_languages={self.ocr_languages!r}"
+            )
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}; got {self.mode!r}")
         if self.rrf_k <= 0 or self.dense_weight < 0 or self.bm25_weight < 0:
@@ -182,6 +196,11 @@ class Settings:
     @property
     def max_file_bytes(self) -> int:
         return int(self.max_file_mb * 1024 * 1024)
+
+    @property
+    def ocr_languages_if_on(self) -> str | None:
+        """The OCR languages, or None when OCR is off: what the loaders take."""
+        return self.ocr_languages if self.ocr else None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
-from rag_core.types import Hit
+from rag_core.types import Hit, IngestResult
 
 # Every ASCII punctuation character may be backslash-escaped in CommonMark; escaping all of them that
 # Markdown or Streamlit's extensions treat specially leaves no construct that can start.
@@ -145,15 +145,32 @@ SIMILARITY_NOTE = (
 )
 
 
+def ocr_note(result: IngestResult) -> str:
+    """What an ingest result says about OCR, to follow its page count: nothing when no page needed it.
+
+    >>> ocr_note(IngestResult("scan.pdf", "added", "d", 4, 9, ocr_pages=4))
+    ', 4 pages read by OCR'
+    >>> ocr_note(IngestResult("memo.pdf", "added", "d", 2, 3))
+    ''
+    """
+    if not result.ocr_pages:
+        return ""
+    return f", {result.ocr_pages} page{'s' if result.ocr_pages != 1 else ''} read by OCR"
+
+
 def evidence_label(number: int, hit: Hit) -> str:
     """The heading of one passage under an answer: "[n] document · page p · similarity s" (plain
     text); the page is the printed one with the PDF page beside it when they differ ("page 45 (PDF
-    p. 56)"). The score is the hit's cosine in every mode, so it is named for what it is.
+    p. 56)"). The score is the hit's cosine in every mode, so it is named for what it is. A passage
+    from a scanned page says its text was read by OCR: the words may hold reading errors.
 
     >>> evidence_label(2, Hit(1, 0.6634, "Leave.pdf", "d", 3, 7, "..."))
     '[2] Leave.pdf · page 3 · similarity 0.66'
+    >>> evidence_label(1, Hit(1, 0.5, "Scan.pdf", "d", 2, 9, "...", ocr=True))
+    '[1] Scan.pdf · page 2 · similarity 0.50 · text read by OCR from a scan'
     """
-    return f"[{number}] {hit.document} · {hit.page_cited} · similarity {hit.score:.2f}"
+    label = f"[{number}] {hit.document} · {hit.page_cited} · similarity {hit.score:.2f}"
+    return f"{label} · text read by OCR from a scan" if hit.ocr else label
 
 
 def retrieval_detail(hit: Hit) -> str:

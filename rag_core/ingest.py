@@ -6,8 +6,9 @@ message saying what to do).
 
 Slow work (parsing, embedding) happens outside the store's writer lock; only the final atomic write
 holds it, so two uploads at once embed in parallel and then commit one after the other. The two
-cores overlap: a PDF is read in a parse worker process while this process loads the model (first
-ingest) or embeds the previous file of the batch (the next file is read ahead).
+cores overlap: a PDF or Office file is read in a parse worker process while this process loads the
+model (first ingest) or embeds the previous file of the batch (the next file is read ahead). Scanned
+pages are read by OCR in the worker, and reported page by page as the "ocr" stage.
 
 What it leaves out: what happens after a write (the engine refreshes BM25 and tells subscribers).
 """
@@ -26,7 +27,7 @@ from rag_core.chunking import Chunker
 from rag_core.config import Settings
 from rag_core.embedding import Embedder
 from rag_core.loaders import LoadError, NoExtractableText
-from rag_core.parsepool import parse_file
+from rag_core.parsepool import ParseProgress, parse_file
 from rag_core.store import DuplicateDocument, EmbedderMismatch, KnowledgeStore
 from rag_core.structure import document_title, page_labels
 from rag_core.types import Chunk, DocumentInfo, IngestResult, IngestStatus, LoadedFile, NewDocument, Stage, sha256_hex
@@ -106,7 +107,7 @@ class Ingestor:
         results: list[IngestResult] = []
         with ThreadPoolExecutor(1, thread_name_prefix="policypal-parse-ahead") as pool:
             upcoming = readers[0]() if readers else None
-            ahead: Future[LoadedFile] | None = None
+            ahead: ParseAhead | None = None
             for i in range(len(readers)):
                 assert upcoming is not None
                 (name, got), parsed = upcoming, ahead
@@ -135,11 +136,13 @@ class Ingestor:
             msg = str(e) if isinstance(e, LoadError) else f"could not open the file: {e.strerror or e}"
             return path.name, IngestResult(path.name, "failed", None, 0, 0, msg, "io")
 
-    def _parse_ahead(self, pool: ThreadPoolExecutor, name: str, data: bytes) -> Future[LoadedFile] | None:
+    def _parse_ahead(self, pool: ThreadPoolExecutor, name: str, data: bytes) -> ParseAhead | None:
         """Start reading the next file of a batch in a parse worker while this one embeds."""
         if not data or self.store.find_by_sha(sha256_hex(data)) is not None:
             return None  # empty or a duplicate: ingest_bytes settles it without parsing
-        return pool.submit(parse_file, data, display_name(name), self.settings)
+        ahead = ParseAhead()
+        ahead.future = pool.submit(parse_file, data, display_name(name), self.settings, None, ahead.note)
+        return ahead
 
     # ---------------------------------------------------------------- one file
 
@@ -148,7 +151,7 @@ class Ingestor:
         name: str,
         data: bytes,
         progress: IngestProgress | None = None,
-        parsed: Future[LoadedFile] | None = None,
+        parsed: ParseAhead | None = None,
     ) -> IngestResult:
         """Load, chunk, embed and store one file. Never raises for a bad file: returns status 'failed'.
 
@@ -163,8 +166,15 @@ class Ingestor:
         try:
             report("parsing", 0, 1)
             self._preload_embedder()  # the first file: load the model while the worker reads the file
-            # In a worker process with a time and memory budget: a hostile PDF cannot hang the server.
-            loaded = parsed.result() if parsed is not None else parse_file(data, display, self.settings)
+
+            def ocr_report(done: int, total: int) -> None:
+                report("ocr", done, total)
+
+            # In a worker process with a time and memory budget: a hostile file cannot hang the server.
+            if parsed is not None:
+                loaded = parsed.result(ocr_report)
+            else:
+                loaded = parse_file(data, display, self.settings, progress=ocr_report)
             report("parsing", 1, 1)
             labels = page_labels(loaded.pages)  # printed numbers; a label the loader set (a section) stands
             pages = [p if p.label is not None else replace(p, label=labels.get(p.number)) for p in loaded.pages]
@@ -207,7 +217,7 @@ class Ingestor:
         status: IngestStatus = "updated" if info.replaces else "added"
         return IngestResult(
             display, status, info.document_id, info.pages, info.chunks, replaces=info.replaces,
-            version=info.version, warning=warning,
+            version=info.version, ocr_pages=loaded.ocr_pages, warning=warning,
         )  # fmt: skip
 
     def _settle_known(self, display: str, existing: DocumentInfo) -> IngestResult:
@@ -248,6 +258,39 @@ class Ingestor:
                 self._embedder()
 
         threading.Thread(target=load, name="policypal-embedder-load", daemon=True).start()
+
+
+class ParseAhead:
+    """A file a batch reads ahead in a parse worker, and the OCR progress it has reported so far, which
+    `result` replays to the file's own progress once its turn comes."""
+
+    _POLL_S = 0.25
+
+    def __init__(self) -> None:
+        self.future: Future[LoadedFile] | None = None
+        self._progress: tuple[int, int] | None = None
+
+    def note(self, done: int, total: int) -> None:
+        self._progress = (done, total)
+
+    def result(self, progress: ParseProgress) -> LoadedFile:
+        """Wait for the file, reporting its OCR progress while it goes; raises what the read raised."""
+        assert self.future is not None
+        shown: tuple[int, int] | None = None
+        while True:
+            try:
+                loaded = self.future.result(timeout=self._POLL_S)
+            except TimeoutError:  # still reading: show how far OCR has come
+                shown = self._show(progress, shown)
+                continue
+            self._show(progress, shown)
+            return loaded
+
+    def _show(self, progress: ParseProgress, shown: tuple[int, int] | None) -> tuple[int, int] | None:
+        latest = self._progress
+        if latest is not None and latest != shown:
+            progress(*latest)
+        return latest
 
 
 def indexed_text(chunk: Chunk) -> str:

@@ -1,11 +1,20 @@
-"""PDF reading in worker processes, with a time budget and a memory cap per file.
+"""Reading binary files (PDF, Word, PowerPoint, Excel) in worker processes, with a time budget and a
+memory cap per file.
 
-Why: pypdf is pure Python reading untrusted bytes. A broken or crafted PDF can keep it busy for minutes
-or make it allocate gigabytes (a decompression bomb), and inside the app's one server process that
-would freeze or kill every user's session. So each PDF is read by a worker process: past `timeout`
-seconds the worker is killed and the file fails with `ParseTimeout`; past its memory cap it fails with
-`ParseOutOfMemory`; if the worker dies outright, with `ParserCrashed`. The server, and the other
-uploads, carry on. Text files need no worker: decoding them is linear and cannot hang.
+Why: pypdf and the Office readers parse untrusted bytes, and Office files are zips. A broken or crafted
+file can keep a reader busy for minutes or make it allocate gigabytes (a decompression or zip bomb), and
+inside the app's one server process that would freeze or kill every user's session. So each binary file
+is read by a worker process: past `timeout` seconds the worker is killed and the file fails with
+`ParseTimeout`; past its memory cap it fails with `ParseOutOfMemory`; if the worker dies outright, with
+`ParserCrashed`. The server, and the other uploads, carry on. Text and HTML files need no worker:
+decoding them is linear in their size (already capped) and cannot hang.
+
+OCR of a scanned PDF runs in the worker too, and takes seconds a page, so a long scan would overrun a
+budget meant for a whole file. The budget therefore restarts at every step the worker reports: reading
+the text layer gets `timeout` seconds, and each OCR'd page another `timeout` seconds. The worker sends a
+progress frame after each page (`{"status": "progress", "done": i, "total": n}`), which `load` hands to
+its `progress` callback; a 40-page scan takes as long as its pages need, while a page or a parse that
+hangs is still killed `timeout` seconds after the last sign of progress.
 
 How: a worker is `python -m rag_core.parsepool`, a fresh interpreter (never a fork: the parent holds
 torch threads and locks), talking over its stdin/stdout in length-prefixed frames of JSON and raw
@@ -36,6 +45,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -52,6 +62,9 @@ from rag_core.loaders import (
 )
 from rag_core.types import FileKind, LoadedFile, Page
 
+# (pages done, pages to OCR), as the worker reports them.
+ParseProgress = Callable[[int, int], None]
+
 # A worker is replaced after this many files, so memory pypdf fragmented on a big file is given back.
 MAX_TASKS_PER_WORKER = 50
 _PARENT_POLL_S = 0.5
@@ -60,7 +73,7 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 def default_workers() -> int:
-    """Parallel PDF reads: enough for a few simultaneous uploads, never more than the CPU has."""
+    """Parallel file reads: enough for a few simultaneous uploads, never more than the CPU has."""
     return max(1, min(4, os.cpu_count() or 1))
 
 
@@ -185,14 +198,26 @@ class ParsePool:
         max_bytes: int | None = None,
         max_pages: int | None = None,
         memory_mb: int = 0,
+        ocr_languages: str | None = None,
+        progress: ParseProgress | None = None,
     ) -> LoadedFile:
-        """`loaders.load_bytes` with a time budget (seconds, 0 = in-process, no budget) and a memory cap
-        (MB, 0 = none) for PDFs. Raises a `LoadError` subclass for every failure, the reader's crashes included.
+        """`loaders.load_bytes` with a time budget (seconds per step, see the module doc; 0 = in-process,
+        no budget) and a memory cap (MB, 0 = none) for binary files. `ocr_languages` turns OCR of scanned
+        PDF pages on; `progress` is told (pages done, pages to OCR) as OCR goes. Raises a `LoadError`
+        subclass for every failure, the reader's crashes included.
         """
-        if timeout <= 0 or not is_pdf(data) or (max_bytes is not None and len(data) > max_bytes):
-            # Text, empty and oversized files are judged without a worker: nothing there can hang.
-            return load_bytes(data, name, max_bytes=max_bytes, max_pages=max_pages)
-        header = {"name": name, "max_bytes": max_bytes, "max_pages": max_pages, "memory_mb": memory_mb}
+        if timeout <= 0 or not needs_worker(data) or (max_bytes is not None and len(data) > max_bytes):
+            # Text, HTML, empty and oversized files are judged without a worker: nothing there can hang.
+            return load_bytes(
+                data, name, max_bytes=max_bytes, max_pages=max_pages, ocr_languages=ocr_languages, progress=progress
+            )
+        header = {
+            "name": name,
+            "max_bytes": max_bytes,
+            "max_pages": max_pages,
+            "memory_mb": memory_mb,
+            "ocr_languages": ocr_languages,
+        }
         with self._slots:
             worker = self._checkout()
             try:
@@ -202,19 +227,7 @@ class ParsePool:
                     worker.stop(kill=True)
                     worker = self._start()
                     worker.send(header, data)
-                started = time.monotonic()
-                try:
-                    reply = worker.receive(timeout)
-                except EOFError:
-                    code = worker.stop(kill=True)
-                    raise ParserCrashed(_crash_message(code, time.monotonic() - started, memory_mb)) from None
-                if reply is None:
-                    worker.stop(kill=True)
-                    raise ParseTimeout(
-                        f"took longer than {timeout:g} s to read, so reading was stopped: the PDF is probably "
-                        "malformed or built to overload the reader. Re-save it (e.g. print to PDF) and upload "
-                        "it again, or raise RAG_PARSE_TIMEOUT_S if it is a very large genuine document"
-                    )
+                reply = _await_reply(worker, timeout, memory_mb, progress)
             except BaseException:
                 if worker.alive():
                     worker.stop(kill=True)  # never hand back a worker in an unknown state
@@ -261,13 +274,61 @@ class ParsePool:
             worker.stop(kill=False)
 
 
+def needs_worker(data: bytes) -> bool:
+    """True for the formats read in a worker: PDF, and the zip-based Office files (any zip: a zip bomb
+    named .docx is the reader's to judge, under the budget).
+
+    >>> needs_worker(b"%PDF-1.7 ..."), needs_worker(b"PK\\x03\\x04..."), needs_worker(b"Leave policy")
+    (True, True, False)
+    """
+    return is_pdf(data) or data[:4] == b"PK\x03\x04"
+
+
+def _await_reply(worker: _Worker, timeout: float, memory_mb: int, progress: ParseProgress | None) -> bytes:
+    """The worker's final reply frame; progress frames before it go to `progress`, each restarting the
+    time budget. Kills nothing itself: raises `ParseTimeout` or `ParserCrashed` for the caller to clean up."""
+    started = time.monotonic()
+    pages_done = -1  # -1: no OCR progress yet
+    while True:
+        try:
+            reply = worker.receive(timeout)
+        except EOFError:
+            code = worker.stop(kill=True)
+            raise ParserCrashed(_crash_message(code, time.monotonic() - started, memory_mb)) from None
+        if reply is None:
+            worker.stop(kill=True)
+            raise ParseTimeout(_timeout_message(timeout, pages_done))
+        message = json.loads(reply)
+        if message.get("status") != "progress":
+            return reply
+        pages_done = int(message["done"])
+        if progress is not None:
+            progress(pages_done, int(message["total"]))
+
+
+def _timeout_message(timeout: float, pages_done: int) -> str:
+    if pages_done >= 0:
+        return (
+            f"OCR of scanned page {pages_done + 1} took longer than {timeout:g} s, so reading was stopped: "
+            "the scan is probably huge or damaged. Re-scan it at 300 dpi, or raise RAG_PARSE_TIMEOUT_S"
+        )
+    return (
+        f"took longer than {timeout:g} s to read, so reading was stopped: the file is probably "
+        "malformed or built to overload the reader. Re-save it (e.g. print to PDF) and upload "
+        "it again, or raise RAG_PARSE_TIMEOUT_S if it is a very large genuine document"
+    )
+
+
 _ERRORS: dict[str, type[LoadError]] = {cls.kind: cls for cls in LoadError.__subclasses__()}
 
 
 def _decode_reply(reply: bytes) -> LoadedFile:
     message = json.loads(reply)
     if message["status"] == "ok":
-        pages = [Page(int(n), str(text)) for n, text in message["pages"]]
+        pages = [
+            Page(int(n), str(text), None if label is None else str(label), bool(ocr))
+            for n, text, label, ocr in message["pages"]
+        ]
         kind = cast("FileKind", str(message["kind"]))  # the worker sends back a LoadedFile's own kind
         return LoadedFile(kind=kind, pages=pages, page_count=int(message["page_count"]))
     raise _ERRORS.get(str(message["kind"]), DamagedFile)(str(message["message"]))
@@ -281,7 +342,7 @@ def _crash_message(code: int | None, seconds: float, memory_mb: int) -> str:
     else:
         how = f"exited with code {code}"
     return (
-        f"could not be read: the PDF reader {how} after {seconds:.1f} s. The file is probably malformed; "
+        f"could not be read: the file reader {how} after {seconds:.1f} s. The file is probably malformed; "
         "re-save it (e.g. print to PDF) and upload it again"
     )
 
@@ -299,8 +360,15 @@ def shared_pool() -> ParsePool:
         return _SHARED
 
 
-def parse_file(data: bytes, name: str, settings: Settings, pool: ParsePool | None = None) -> LoadedFile:
-    """Load one file under the settings' limits: size, pages, and a PDF's time and memory budget."""
+def parse_file(
+    data: bytes,
+    name: str,
+    settings: Settings,
+    pool: ParsePool | None = None,
+    progress: ParseProgress | None = None,
+) -> LoadedFile:
+    """Load one file under the settings' limits (size, pages, a binary file's time and memory budget),
+    with OCR of scanned pages as the settings say; `progress` is told (pages done, pages to OCR)."""
     return (pool or shared_pool()).load(
         data,
         name,
@@ -308,17 +376,27 @@ def parse_file(data: bytes, name: str, settings: Settings, pool: ParsePool | Non
         max_bytes=settings.max_file_bytes,
         max_pages=settings.max_pages,
         memory_mb=settings.parse_memory_mb,
+        ocr_languages=settings.ocr_languages_if_on,
+        progress=progress,
     )
 
 
 # ---------------------------------------------------------------------------- the worker side
 
 
-def _read_one(data: bytes, header: dict[str, Any]) -> dict[str, Any]:
+def _read_one(data: bytes, header: dict[str, Any], progress: ParseProgress | None = None) -> dict[str, Any]:
     """One task: the loaded file, or the failure as (kind, message). Never raises."""
     memory_mb = int(header.get("memory_mb") or 0)
+    languages = header.get("ocr_languages")
     try:
-        loaded = load_bytes(data, str(header["name"]), max_bytes=header["max_bytes"], max_pages=header["max_pages"])
+        loaded = load_bytes(
+            data,
+            str(header["name"]),
+            max_bytes=header["max_bytes"],
+            max_pages=header["max_pages"],
+            ocr_languages=None if languages is None else str(languages),
+            progress=progress,
+        )
     except ParseOutOfMemory:
         return {"status": "error", "kind": ParseOutOfMemory.kind, "message": out_of_memory_message(memory_mb or None)}
     except LoadError as e:
@@ -329,15 +407,15 @@ def _read_one(data: bytes, header: dict[str, Any]) -> dict[str, Any]:
         return {
             "status": "error",
             "kind": DamagedFile.kind,
-            "message": "could not be read: damaged PDF (nested too deeply)",
+            "message": "could not be read: damaged file (nested too deeply)",
         }
     except Exception as e:  # a reader bug on odd input is still a file we cannot read
         return {
             "status": "error",
             "kind": DamagedFile.kind,
-            "message": f"could not be read: damaged PDF ({type(e).__name__}: {e})"[:300],
+            "message": f"could not be read: damaged file ({type(e).__name__}: {e})"[:300],
         }
-    pages = [[p.number, p.text] for p in loaded.pages]
+    pages = [[p.number, p.text, p.label, p.ocr] for p in loaded.pages]
     return {"status": "ok", "kind": loaded.kind, "page_count": loaded.page_count, "pages": pages}
 
 
@@ -357,8 +435,13 @@ def _serve(parent_pid: int) -> None:
             return  # the parent is gone
         header = json.loads(header_bytes)
         _cap_memory(int(header.get("memory_mb") or 0))
+
+        def progress(done: int, total: int) -> None:
+            _write_frame(replies, json.dumps({"status": "progress", "done": done, "total": total}).encode())
+            replies.flush()
+
         try:
-            reply = _read_one(data, header)
+            reply = _read_one(data, header, progress)
             del data
             try:
                 payload = json.dumps(reply).encode()
@@ -405,4 +488,4 @@ if __name__ == "__main__":
     _serve(int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid())
 
 
-__all__ = ["ParsePool", "parse_file", "shared_pool"]
+__all__ = ["ParsePool", "ParseProgress", "needs_worker", "parse_file", "shared_pool"]

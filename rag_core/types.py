@@ -39,7 +39,7 @@ SLIDE_LABEL = "slide "
 SHEET_LABEL = "sheet: "
 NAMED_LABELS = (SECTION_LABEL, SLIDE_LABEL, SHEET_LABEL)
 IngestStatus = Literal["added", "updated", "duplicate", "failed"]
-Stage = Literal["parsing", "embedding", "saving"]
+Stage = Literal["parsing", "ocr", "embedding", "saving"]  # "ocr": scanned pages read by OCR, in pages
 Role = Literal["user", "assistant"]
 EncodeKind = Literal["query", "passage"]
 IndexKind = Literal["flat", "ivf"]
@@ -104,6 +104,7 @@ class Page:
     number: int
     text: str
     label: str | None = None  # the printed page number when it differs, or a section/slide/sheet (NAMED_LABELS)
+    ocr: bool = False  # the text was read from a picture of the page by OCR, not from the file's text
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,11 @@ class LoadedFile:
     kind: FileKind
     pages: list[Page]
     page_count: int  # pages in the file, including the empty ones dropped
+
+    @property
+    def ocr_pages(self) -> int:
+        """How many of the pages were read by OCR."""
+        return sum(p.ocr for p in self.pages)
 
 
 @dataclass(frozen=True)
@@ -205,6 +211,7 @@ class ChunkRow:
     norm: float
     context: str = ""
     page_label: str | None = None
+    page_ocr: bool = False  # its page's text was read by OCR (Page.ocr)
 
 
 @dataclass(frozen=True)
@@ -252,6 +259,7 @@ class Hit:
     bm25_rank: int | None = field(default=None, metadata=INTERNAL)
     fused_score: float | None = field(default=None, metadata=INTERNAL)
     context: str = field(default="", metadata=INTERNAL)  # what the chunk was indexed with (Chunk.context)
+    ocr: bool = field(default=False, metadata=INTERNAL)  # the passage's page was read by OCR
 
     @property
     def page_cited(self) -> str:
@@ -291,6 +299,7 @@ class Hit:
             bm25_rank=bm25_rank,
             fused_score=fused_score,
             context=row.context,
+            ocr=bool(row.page_ocr),
         )
 
     def to_json(self) -> dict[str, object]:
@@ -361,6 +370,7 @@ class IngestResult:
     error_kind: str | None = field(default=None, metadata=INTERNAL)  # a LoadError kind, "io", ...
     replaces: str | None = None  # status "updated": the document_id of the version it replaced
     version: int | None = None  # the stored document's version (None when nothing was stored)
+    ocr_pages: int = 0  # pages whose text was read by OCR (scanned pages)
     # Stored, but worth a look (nearly the same text as another document): shown on the page, and on
     # stderr beside the JSON, whose keys keep to the command line contract.
     warning: str | None = field(default=None, metadata=INTERNAL)

@@ -14,9 +14,11 @@ import pytest
 from rag_core.__main__ import main
 from rag_core.embedding import Embedder
 
+from .scans import SCANNED_POLICY, needs_tesseract, scan_pdf
+
 ROOT = Path(__file__).resolve().parent.parent
 HIT_KEYS = {"rank", "score", "document", "document_id", "page", "page_label", "chunk_id", "text"}
-INGEST_KEYS = {"file", "status", "document_id", "pages", "chunks", "error", "replaces", "version"}
+INGEST_KEYS = {"file", "status", "document_id", "pages", "chunks", "error", "replaces", "version", "ocr_pages"}
 DOC_KEYS = {"document_id", "name", "sha256", "pages", "chunks", "added_at", "version", "kind"}
 
 
@@ -247,3 +249,20 @@ def test_ingest_without_json_shows_table(
     pdf = pdf_maker(["Overtime is paid at time and a half."])
     code, out, _ = call(capsys, "ingest", str(pdf), "--data-dir", str(tmp_path / "kb"))
     assert code == 0 and "added" in out and "1 pages" in out and "1 added, 0 updated, 0 duplicate, 0 failed" in out
+
+
+@needs_tesseract
+def test_ingest_of_a_scan_counts_its_ocr_pages(
+    tmp_path: Path, embedder: Embedder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scan = tmp_path / "parental-leave-scan.pdf"
+    scan.write_bytes(scan_pdf(SCANNED_POLICY))
+    code, out, _ = call(capsys, "ingest", str(scan), "--json", "--data-dir", str(tmp_path / "kb"))
+    row = json.loads(out)
+    assert code == 0 and set(row) == INGEST_KEYS and (row["status"], row["ocr_pages"]) == ("added", 2)
+    text = tmp_path / "memo.md"
+    text.write_text("Permits are free at the front desk.")
+    code, out, _ = call(capsys, "ingest", str(text), "--data-dir", str(tmp_path / "kb"))
+    assert code == 0 and "read by OCR" not in out
+    code, out, _ = call(capsys, "ingest", str(scan), "--data-dir", str(tmp_path / "kb2"))
+    assert code == 0 and "2 pages, " in out and ", 2 pages read by OCR" in out

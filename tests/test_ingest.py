@@ -1,5 +1,6 @@
 """rag_core.ingest: the next file of a batch is read by a parse worker while the current one embeds,
-and the model loads while the first file is read; results and their order are unchanged."""
+and the model loads while the first file is read; results and their order are unchanged. A scan is
+read by OCR with progress, counted in the result and marked in the evidence."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ import pytest
 
 from rag_core import ingest
 from rag_core.config import Settings
+from rag_core.display import evidence_label, ocr_note
 from rag_core.embedding import Embedder
 from rag_core.engine import Engine
 from rag_core.ingest import Ingestor
 from rag_core.store import LocalStore
 from rag_core.types import DocumentInfo
+
+from .scans import SCANNED_POLICY, needs_tesseract, scan_pdf
 
 
 class TestParseAhead:
@@ -31,9 +35,9 @@ class TestParseAhead:
         threads: list[tuple[str, str]] = []
         real = ingest.parse_file
 
-        def spy(data: bytes, name: str, settings: Settings, *a: Any) -> Any:
+        def spy(data: bytes, name: str, settings: Settings, *a: Any, **kw: Any) -> Any:
             threads.append((name, threading.current_thread().name))
-            return real(data, name, settings, *a)
+            return real(data, name, settings, *a, **kw)
 
         monkeypatch.setattr(ingest, "parse_file", spy)
         second = pdf_maker(["Parking permits are issued by facilities. " * 20], name="parking.pdf")
@@ -142,3 +146,39 @@ class TestVersions:
         assert "'expenses.md'" in copy.warning and "upload it under the same name" in copy.warning
         [other] = engine.ingest_uploads([("travel.md", b"Travel needs a purchase order and a budget code.")])
         assert other.warning is None
+
+
+@needs_tesseract
+class TestOcr:
+    def test_scan_is_added_with_its_ocr_pages_found_and_marked(self, tmp_path: Path, embedder: Embedder) -> None:
+        engine = Engine(Settings(data_dir=tmp_path / "kb"), embedder=embedder)
+        stages: list[tuple[str, int, int]] = []
+        result = engine.ingest_bytes(
+            "parental-leave-scan.pdf",
+            scan_pdf(SCANNED_POLICY),
+            lambda stage, done, total: stages.append((stage, done, total)),
+        )
+        assert (result.status, result.pages, result.ocr_pages) == ("added", 2, 2), result
+        assert result.to_json()["ocr_pages"] == 2 and ocr_note(result) == ", 2 pages read by OCR"
+        assert [s for s in stages if s[0] == "ocr"] == [("ocr", 0, 2), ("ocr", 1, 2), ("ocr", 2, 2)]
+        hit = engine.search("How many weeks of parental leave?", k=1)[0]
+        assert hit.document == "parental-leave-scan.pdf" and hit.page == 1 and hit.ocr
+        assert evidence_label(1, hit).endswith("· text read by OCR from a scan")
+        text = engine.ingest_bytes("memo.md", b"# Parking\n\nPermits are free at the front desk.")
+        assert text.ocr_pages == 0 and not engine.search("parking permits", k=1)[0].ocr
+
+    def test_a_scan_read_ahead_in_a_batch_reports_its_progress(self, tmp_path: Path, embedder: Embedder) -> None:
+        engine = Engine(Settings(data_dir=tmp_path / "kb"), embedder=embedder)
+        stages: list[tuple[str, int, int]] = []
+        results = engine.ingest_uploads(
+            [("memo.md", b"Permits are free."), ("scan.pdf", scan_pdf(SCANNED_POLICY))],
+            file_progress=lambda stage, done, total: stages.append((stage, done, total)),
+        )
+        assert [r.ocr_pages for r in results] == [0, 2]
+        assert ("ocr", 2, 2) in stages  # the scan was read while the memo embedded, and its progress still shown
+
+    def test_ocr_off_fails_the_scan_with_what_to_do(self, tmp_path: Path, embedder: Embedder) -> None:
+        engine = Engine(Settings(data_dir=tmp_path / "kb", ocr=False), embedder=embedder)
+        result = engine.ingest_bytes("scan.pdf", scan_pdf(SCANNED_POLICY))
+        assert (result.status, result.error_kind, result.ocr_pages) == ("failed", "no_text", 0)
+        assert "RAG_OCR=1" in (result.error or "")

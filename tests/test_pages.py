@@ -15,6 +15,8 @@ from rag_core.config import Settings
 from rag_core.embedding import Embedder
 from rag_core.engine import Engine
 
+from .scans import SCANNED_POLICY, needs_tesseract, scan_pdf
+
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 120
 
@@ -285,3 +287,21 @@ def test_evidence_lists_the_cited_passages_first(tmp_path: Path) -> None:
     )
     listed = [line for line in export_markdown([reply]).splitlines() if line.startswith("- [")]
     assert [line[:5] for line in listed] == ["- [3]", "- [1]", "- [2]"]
+
+
+@needs_tesseract
+def test_a_scanned_document_says_it_was_read_by_ocr(tmp_path: Path, data_dir: Path, embedder: Embedder) -> None:
+    scan = tmp_path / "parental-leave-scan.pdf"
+    scan.write_bytes(scan_pdf(SCANNED_POLICY))
+    (result,) = Engine(Settings(data_dir=data_dir), embedder=embedder).ingest_paths([scan])
+    at = app("documents")
+    at.session_state["documents_last_results"] = [result]  # what the page keeps after an upload
+    at.run()
+    assert f"**parental-leave-scan.pdf**: added, 2 pages, {result.chunks} chunks, 2 pages read by OCR" in texts(at)
+    at = app("chat")
+    at.chat_input(key="chat_input").set_value("How many weeks of parental leave do parents get?").run()
+    labels = [plain(e.label) for e in at.expander]
+    assert any(
+        label.startswith("[1] parental-leave-scan.pdf · page 1") and label.endswith("text read by OCR from a scan")
+        for label in labels
+    ), labels

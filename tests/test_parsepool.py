@@ -1,12 +1,14 @@
-"""rag_core.parsepool: PDFs read in worker processes under a time budget and a memory cap.
+"""rag_core.parsepool: PDFs and Office files read in worker processes under a time budget and a memory cap.
 
 Each guard is shown to work on a file built to defeat it: a content stream that keeps the reader busy
 for minutes, a 70 KB decompression bomb, a page of 300,000 characters, a worker killed mid-read.
-After each one the pool still reads the next file.
+After each one the pool still reads the next file. A scan is read by OCR in a worker, page by page
+with progress, each page restarting the budget; a Word file's section labels survive the round trip.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -21,6 +23,7 @@ from rag_core.embedding import Embedder
 from rag_core.engine import Engine
 from rag_core.ingest import SAMPLE_PDF
 from rag_core.loaders import (
+    OcrUnavailable,
     ParseOutOfMemory,
     ParserCrashed,
     ParseTimeout,
@@ -28,9 +31,11 @@ from rag_core.loaders import (
     TooMuchText,
     load_bytes,
 )
-from rag_core.parsepool import ParsePool, parse_file
+from rag_core.parsepool import ParsePool, _await_reply, parse_file
 
 from .hostile import raw_pdf, surrogate_pdf
+from .loaders.test_docx import docx_bytes, handbook
+from .scans import SCANNED_POLICY, needs_tesseract, scan_pdf
 
 # pypdf needs minutes for this 100 KB file: half a million text operators in one compressed stream.
 SLOW_CONTENT = b"BT /F1 12 Tf " + b"1 0 0 1 72 700 Tm (ab) Tj\n" * 500_000 + b"ET"
@@ -154,6 +159,73 @@ class TestParsePool:
             f"Policy number {i}. Remote work is allowed {i} days a week." for i in range(6)
         ]
         assert pool.started <= 2
+
+
+class _ScriptedWorker:
+    """Stands in for a worker: replies with `frames`, each after `delay` s; None = stays silent."""
+
+    def __init__(self, frames: list[dict[str, object] | None], delay: float) -> None:
+        self.frames = frames
+        self.delay = delay
+        self.killed = False
+
+    def receive(self, timeout: float) -> bytes | None:
+        frame = self.frames.pop(0)
+        time.sleep(min(self.delay, timeout) if frame is not None else 0)
+        return None if frame is None else json.dumps(frame).encode()
+
+    def stop(self, kill: bool) -> int | None:
+        self.killed = kill
+        return None
+
+
+class TestOcrAndOfficeInWorkers:
+    @needs_tesseract
+    def test_scan_is_read_by_ocr_in_a_worker_with_progress(self, pool: ParsePool) -> None:
+        seen: list[tuple[int, int]] = []
+        loaded = pool.load(
+            scan_pdf(SCANNED_POLICY),
+            "scan.pdf",
+            timeout=60,
+            ocr_languages="eng",
+            progress=lambda d, t: seen.append((d, t)),
+        )
+        assert seen == [(0, 2), (1, 2), (2, 2)] and pool.started == 1
+        assert loaded.ocr_pages == 2 and "sixteen weeks of paid parental leave" in loaded.pages[0].text
+
+    def test_without_tesseract_on_the_path_the_worker_says_what_to_install(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("PATH", str(tmp_path))  # the worker starts with this PATH: no tesseract on it
+        pool = ParsePool(max_workers=1)
+        try:
+            with pytest.raises(OcrUnavailable, match=r"install Tesseract: apt-get install tesseract-ocr"):
+                pool.load(scan_pdf(SCANNED_POLICY[:1]), "scan.pdf", timeout=60, ocr_languages="eng")
+        finally:
+            pool.close()
+
+    def test_budget_restarts_at_each_ocr_page(self) -> None:
+        progress = [{"status": "progress", "done": i, "total": 4} for i in range(5)]
+        worker = _ScriptedWorker([*progress, {"status": "ok"}], delay=0.2)
+        seen: list[tuple[int, int]] = []
+        t0 = time.monotonic()
+        reply = _await_reply(worker, 0.5, 0, lambda d, t: seen.append((d, t)))  # type: ignore[arg-type]
+        assert time.monotonic() - t0 > 0.5 * 2  # the whole file took longer than one budget
+        assert json.loads(reply) == {"status": "ok"} and seen[-1] == (4, 4) and not worker.killed
+
+    def test_a_page_that_hangs_is_stopped_and_named(self) -> None:
+        worker = _ScriptedWorker(
+            [{"status": "progress", "done": 0, "total": 3}, {"status": "progress", "done": 1, "total": 3}, None], 0
+        )
+        with pytest.raises(ParseTimeout, match=r"OCR of scanned page 2 took longer than 0\.5 s.*RAG_PARSE_TIMEOUT_S"):
+            _await_reply(worker, 0.5, 0, None)  # type: ignore[arg-type]
+        assert worker.killed
+
+    def test_word_file_is_read_in_a_worker_and_keeps_its_section_labels(self, pool: ParsePool) -> None:
+        data = docx_bytes(handbook)
+        loaded = pool.load(data, "handbook.docx", timeout=30)
+        assert pool.started == 1 and loaded == load_bytes(data, "handbook.docx")
+        assert [p.label for p in loaded.pages][:2] == ["section 1: Employee Handbook", "section 2: Annual leave"]
 
 
 class TestEngineLimits:

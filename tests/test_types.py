@@ -48,6 +48,7 @@ class TestJson:
             "error",
             "replaces",
             "version",
+            "ocr_pages",
         ]
         doc = DocumentInfo("abc", "a.pdf", "f" * 64, "pdf", 100, 3, 9, "2026-12-03T10:00:00+00:00")
         assert list(doc.to_json()) == [

@@ -4,10 +4,11 @@ What it holds: one module per format family (`pdf`, `docx`, `pptx`, `xlsx`, `htm
 Office formats share (`ooxml`), the text normalisation they all share (`normalize`), and one typed
 error per way a file can fail (`errors`), each with a message a person can act on. `load_bytes`
 detects the type from the bytes, not the name (a PDF named `notes.txt` is read as a PDF, a Word file
-named `.pdf` as Word), and hands the file to its format module. What it leaves out: chunking,
-storage, OCR.
+named `.pdf` as Word), and hands the file to its format module. Scanned PDF pages are read by OCR
+(`ocr`, with Tesseract) when `load_bytes` is given the OCR languages. What it leaves out: chunking,
+storage, OCR of pictures in Office files.
 
-Adding a format (OpenDocument, OCR): a sibling module with
+Adding a format (OpenDocument): a sibling module with
   - `SUFFIXES`, the lower-case extensions it reads (they join `SUPPORTED_SUFFIXES`, which the upload
     page and the CLI offer);
   - a check on the bytes (`is_pdf(data)`; a zip-based format looks inside the zip, not at the name);
@@ -48,6 +49,7 @@ from rag_core.loaders.errors import (
 from rag_core.loaders.html import SUFFIXES as _HTML_SUFFIXES
 from rag_core.loaders.html import is_html, load_html
 from rag_core.loaders.normalize import normalize_text
+from rag_core.loaders.ocr import OcrProgress, OcrUnavailable
 from rag_core.loaders.ooxml import refuse_legacy
 from rag_core.loaders.pdf import SUFFIXES as _PDF_SUFFIXES
 from rag_core.loaders.pdf import is_pdf, load_pdf
@@ -70,20 +72,34 @@ SUPPORTED_SUFFIXES: tuple[str, ...] = (
 )
 
 
-def load_path(path: str | Path, *, max_bytes: int | None = None, max_pages: int | None = None) -> LoadedFile:
+def load_path(
+    path: str | Path, *, max_bytes: int | None = None, max_pages: int | None = None, ocr_languages: str | None = None
+) -> LoadedFile:
     """Read a file from disk and load it (see `load_bytes`); an oversized file is refused before reading."""
     path = Path(path)
     size = path.stat().st_size
     if max_bytes is not None and size > max_bytes:
         raise FileTooLarge(too_large_message(size, max_bytes))
-    return load_bytes(path.read_bytes(), path.name, max_bytes=max_bytes, max_pages=max_pages)
+    data = path.read_bytes()
+    return load_bytes(data, path.name, max_bytes=max_bytes, max_pages=max_pages, ocr_languages=ocr_languages)
 
 
-def load_bytes(data: bytes, name: str, *, max_bytes: int | None = None, max_pages: int | None = None) -> LoadedFile:
+def load_bytes(
+    data: bytes,
+    name: str,
+    *,
+    max_bytes: int | None = None,
+    max_pages: int | None = None,
+    ocr_languages: str | None = None,
+    progress: OcrProgress | None = None,
+) -> LoadedFile:
     """Detect the type of `data` and extract its pages. Raises a `LoadError` subclass on failure.
 
+    `ocr_languages` ("eng", "eng+deu"; None = no OCR): scanned PDF pages are read by OCR in these
+    Tesseract languages, and `progress` is told (pages done, pages to OCR) as it goes.
+
     >>> load_bytes(b"Remote work needs approval.", "remote.md").pages
-    [Page(number=1, text='Remote work needs approval.', label=None)]
+    [Page(number=1, text='Remote work needs approval.', label=None, ocr=False)]
     """
     if len(data) == 0:
         raise EmptyFile("the file is empty (0 bytes): upload the document again")
@@ -91,7 +107,7 @@ def load_bytes(data: bytes, name: str, *, max_bytes: int | None = None, max_page
         raise FileTooLarge(too_large_message(len(data), max_bytes))
     suffix = Path(name).suffix.lower()
     if is_pdf(data):
-        return load_pdf(data, max_pages=max_pages)
+        return load_pdf(data, max_pages=max_pages, ocr_languages=ocr_languages, progress=progress)
     if is_docx(data):
         return load_docx(data, max_pages=max_pages)
     if is_pptx(data):
@@ -134,6 +150,8 @@ __all__ = [
     "LegacyWordFile",
     "LoadError",
     "NoExtractableText",
+    "OcrProgress",
+    "OcrUnavailable",
     "ParseOutOfMemory",
     "ParseTimeout",
     "ParserCrashed",

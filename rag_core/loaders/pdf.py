@@ -1,7 +1,10 @@
 """PDF, page by page, with pypdf: the only module that imports it.
 
-A scanned PDF without a text layer is reported as such (`NoExtractableText`), not read: no OCR here.
-pypdf logs a warning for every recoverable quirk it repairs; those are silenced around our calls only.
+Each page's text layer is read with pypdf. Pages without one (scans) are read by OCR when it is on
+(`ocr_languages` given): `rag_core.loaders.ocr` renders the pages whose layer is empty or negligible and
+that hold a picture, and Tesseract reads them; those pages are marked `Page.ocr`. A PDF with no text
+even after OCR fails with `NoExtractableText`. pypdf logs a warning for every recoverable quirk it
+repairs; those are silenced around our calls only.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from rag_core.loaders.errors import (
     too_much_text_message,
 )
 from rag_core.loaders.normalize import normalize_text
+from rag_core.loaders.ocr import MIN_TEXT_LAYER_CHARS, OcrProgress, check_tesseract, ocr_pages, pages_with_pictures
 from rag_core.logs import quiet
 from rag_core.types import LoadedFile, Page
 
@@ -41,13 +45,66 @@ def is_pdf(data: bytes) -> bool:
     return b"%PDF-" in data[:_PDF_HEADER_WINDOW]
 
 
-def load_pdf(data: bytes, *, max_pages: int | None = None) -> LoadedFile:
-    """The non-empty pages of a PDF. Raises a `LoadError` subclass for every way the file can fail."""
+def load_pdf(
+    data: bytes,
+    *,
+    max_pages: int | None = None,
+    ocr_languages: str | None = None,
+    progress: OcrProgress | None = None,
+) -> LoadedFile:
+    """The non-empty pages of a PDF. Raises a `LoadError` subclass for every way the file can fail.
+
+    `ocr_languages` ("eng", "eng+deu"; None = no OCR): the Tesseract languages scanned pages are read
+    in. `progress` is told (pages done, pages to OCR) as OCR goes, starting with (0, n).
+    """
     with quiet("pypdf"):
-        return _load_pdf(data, max_pages=max_pages)
+        pages, page_count, first_error = _text_layer(data, max_pages=max_pages)
+    if ocr_languages is not None:
+        pages = _with_ocr(data, pages, page_count, ocr_languages, progress)
+    pages = [p for p in pages if p.text]
+    if not pages:
+        if first_error is not None:
+            raise DamagedFile(f"could not be read: damaged PDF ({_describe(first_error)})")
+        if ocr_languages is None:
+            raise NoExtractableText(
+                "no extractable text (scanned image?): the PDF has no text layer and OCR is off. Turn it on "
+                "(RAG_OCR=1) or run OCR on it first (e.g. ocrmypdf) and upload the result"
+            )
+        raise NoExtractableText(
+            "no extractable text: the PDF has no text layer and OCR found no words on its pages (only "
+            "pictures, or blank scans?). Upload a clearer scan, or the document's original file"
+        )
+    return LoadedFile(kind="pdf", pages=pages, page_count=page_count)
 
 
-def _load_pdf(data: bytes, *, max_pages: int | None) -> LoadedFile:
+def _with_ocr(
+    data: bytes, pages: list[Page], page_count: int, languages: str, progress: OcrProgress | None
+) -> list[Page]:
+    """`pages` (one per page, "" where the layer is empty) with the scanned ones read by OCR."""
+    thin = [p.number for p in pages if len(p.text) < MIN_TEXT_LAYER_CHARS]
+    scanned = pages_with_pictures(data, thin) if thin else []
+    if not scanned:
+        return pages
+    check_tesseract(languages)
+    if progress is not None:
+        progress(0, len(scanned))
+    read = ocr_pages(data, scanned, languages, progress)
+    total_chars = sum(len(p.text) for p in pages)
+    out: list[Page] = []
+    for page in pages:
+        text = read.get(page.number, "")
+        if len(text) > len(page.text):
+            total_chars += len(text) - len(page.text)
+            if total_chars > MAX_FILE_CHARS:
+                raise TooMuchText(too_much_text_message(total_chars))
+            page = Page(page.number, text, ocr=True)
+        out.append(page)
+    return out
+
+
+def _text_layer(data: bytes, *, max_pages: int | None) -> tuple[list[Page], int, Exception | None]:
+    """Every page's text layer (text "" where it has none), the page count, and the first page error
+    when no page could be read."""
     try:
         reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
     except Exception as e:  # pypdf raises many types on broken input; all mean "damaged"
@@ -102,17 +159,10 @@ def _load_pdf(data: bytes, *, max_pages: int | None) -> LoadedFile:
         total_chars += len(raw)
         if total_chars > MAX_FILE_CHARS:
             raise TooMuchText(too_much_text_message(total_chars))
-        text = normalize_text(raw)
-        if text:
-            pages.append(Page(i + 1, text))
-    if not pages:
-        if errors and first_error is not None:
-            raise DamagedFile(f"could not be read: damaged PDF ({_describe(first_error)})")
-        raise NoExtractableText(
-            "no extractable text (scanned image?): the PDF has no text layer. Run OCR on it first "
-            "(e.g. ocrmypdf) and upload the result"
-        )
-    return LoadedFile(kind="pdf", pages=pages, page_count=page_count)
+        pages.append(Page(i + 1, normalize_text(raw)))
+    if errors and not any(p.text for p in pages):
+        return pages, page_count, first_error
+    return pages, page_count, None
 
 
 def _describe(e: BaseException) -> str:

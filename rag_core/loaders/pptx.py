@@ -71,7 +71,10 @@ def load_pptx(data: bytes, *, max_pages: int | None = None) -> LoadedFile:
         raise DamagedFile(f"{_DAMAGED} ({type(error).__name__}: {error})") from error
     pages = [Page(i, t, slide_label(i)) for i, t in enumerate(texts, 1) if t]
     if not pages:
-        raise NoExtractableText("no text: no slide holds text (only pictures? export the slides as PDF and run OCR)")
+        raise NoExtractableText(
+            "no text: no slide holds text (only pictures? export the slides as PDF and upload that: "
+            "PolicyPal reads pictures of text in a PDF by OCR)"
+        )
     total = sum(len(p.text) for p in pages)
     if total > MAX_FILE_CHARS:
         raise TooMuchText(too_much_text_message(total))

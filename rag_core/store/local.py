@@ -38,7 +38,7 @@ from rag_core.store.vectors import DEFAULT_ANN_THRESHOLD, VectorGenerations, fsy
 from rag_core.types import ChunkRow, DocumentInfo, FloatArray, IndexInfo, IndexKind, IntArray, NewDocument
 
 # 2: chunks.context (the title and heading path a chunk is indexed with); 3: pages.label;
-# 4: document versions (documents.version, .current, .replaces; archived_chunks)
+# 4: document versions (documents.version, .current, .replaces; archived_chunks) and pages.ocr
 SCHEMA_VERSION = 4
 DB_NAME = "kb.sqlite3"
 LOCK_NAME = "kb.lock"
@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS pages (
     page INTEGER NOT NULL,
     text TEXT NOT NULL,
     label TEXT,
+    ocr INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (document_id, page)
 );
 CREATE TABLE IF NOT EXISTS chunks (
@@ -392,6 +393,12 @@ def _has_column(db: sqlite3.Connection, table: str, column: str) -> bool:
     return column in {str(r[1]) for r in db.execute(f"PRAGMA table_info({table})")}
 
 
+def _add_pages_ocr(db: sqlite3.Connection) -> None:
+    """3 -> 4: pages.ocr, whether a page's text was read by OCR; pages stored before OCR existed were not."""
+    if "ocr" not in {str(r[1]) for r in db.execute("PRAGMA table_info(pages)")}:
+        db.execute("ALTER TABLE pages ADD COLUMN ocr INTEGER NOT NULL DEFAULT 0")
+
+
 def _migrate(db: sqlite3.Connection, version: int) -> int:
     """Bring a knowledge base written by an older PolicyPal up to SCHEMA_VERSION, in one transaction."""
     db.execute("BEGIN IMMEDIATE")
@@ -406,6 +413,7 @@ def _migrate(db: sqlite3.Connection, version: int) -> int:
             db.execute("ALTER TABLE documents ADD COLUMN version INTEGER NOT NULL DEFAULT 1")
             db.execute("ALTER TABLE documents ADD COLUMN current INTEGER NOT NULL DEFAULT 1")
             db.execute("ALTER TABLE documents ADD COLUMN replaces TEXT")
+        _add_pages_ocr(db)
         _set_meta(db, "schema_version", str(SCHEMA_VERSION))
         db.execute("COMMIT")
     except BaseException:

@@ -23,7 +23,8 @@ SQL_BATCH = 30_000  # below SQLite's smallest compiled-in limit on host paramete
 DOCUMENTS = "SELECT id, name, sha256, kind, bytes, pages, chunks, added_at, version, current, replaces FROM documents"
 CHUNK_COLUMNS = "id, document_id, page, start, end, text, norm, context"
 CHUNKS = (
-    "SELECT c.id, c.document_id, d.name, c.page, c.start, c.end, c.text, c.norm, c.context, p.label "
+    "SELECT c.id, c.document_id, d.name, c.page, c.start, c.end, c.text, c.norm, c.context, p.label, "
+    "COALESCE(p.ocr, 0) "
     "FROM chunks c JOIN documents d ON d.id = c.document_id "
     "LEFT JOIN pages p ON p.document_id = c.document_id AND p.page = c.page"
 )
@@ -103,8 +104,8 @@ def insert_document(db: sqlite3.Connection, info: DocumentInfo, doc: NewDocument
          info.version, info.replaces),
     )  # fmt: skip
     db.executemany(
-        "INSERT INTO pages(document_id, page, text, label) VALUES (?, ?, ?, ?)",
-        [(info.document_id, p.number, p.text, p.label) for p in doc.pages],
+        "INSERT INTO pages(document_id, page, text, label, ocr) VALUES (?, ?, ?, ?, ?)",
+        [(info.document_id, p.number, p.text, p.label, int(p.ocr)) for p in doc.pages],
     )
     db.executemany(
         f"INSERT INTO chunks({CHUNK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

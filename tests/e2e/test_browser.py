@@ -102,6 +102,51 @@ def page(server: str) -> Iterator[object]:
         browser.close()
 
 
+LEAVE_DOCX = "northwind-leave-entitlement.docx"
+PARKING_SCAN = "northwind-parking-scan.pdf"
+
+
+def _leave_table_docx(tmp_path: Path) -> Path:
+    """A Word policy whose answer is a row of a table with a header row, as HR writes them."""
+    import docx
+
+    doc = docx.Document()
+    doc.add_heading("Annual leave entitlement", level=1)
+    doc.add_paragraph("Full-time employees earn paid annual leave according to their completed years of service.")
+    table = doc.add_table(rows=1, cols=2)
+    table.rows[0].cells[0].text, table.rows[0].cells[1].text = "Years of service", "Days of annual leave"
+    for years, days in (("Less than 2 years", "20 days"), ("2 to 9 years", "24 days"), ("10 years or more", "28 days")):
+        row = table.add_row()
+        row.cells[0].text, row.cells[1].text = years, days
+    doc.add_heading("Carrying leave over", level=1)
+    doc.add_paragraph("Up to five unused days may be carried over into the next leave year with approval.")
+    path = tmp_path / LEAVE_DOCX
+    doc.save(str(path))
+    return path
+
+
+def _scanned_parking_pdf(tmp_path: Path) -> Path:
+    """A one-page PDF that is only a picture of text, as a scanner makes it: no text layer to read."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    lines = [
+        "Northwind Traders - Parking Policy",
+        "",
+        "Employees may park in the staff car park behind the warehouse.",
+        "A parking permit costs 15 dollars per month and is deducted",
+        "from salary. Permits are issued by the facilities team.",
+        "Visitors must register at reception and park in the visitor bays.",
+    ]
+    image = Image.new("L", (1700, 2200), 255)  # A4-ish at 200 dpi
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=40)
+    for i, line in enumerate(lines):
+        draw.text((150, 200 + i * 70), line, fill=0, font=font)
+    path = tmp_path / PARKING_SCAN
+    image.save(path, "PDF", resolution=200.0)
+    return path
+
+
 def _shot(pg: object, name: str) -> None:
     SHOTS.mkdir(exist_ok=True)
     pg.wait_for_timeout(1000)  # type: ignore[attr-defined]  # let tables and plots finish drawing
@@ -140,6 +185,15 @@ def test_upload_chat_analysis(server: str, page: object, tmp_path: Path) -> None
     pg.get_by_role("button", name="Ingest").click()  # type: ignore[attr-defined]
     _wait(pg, pg.get_by_text("save it as .docx or PDF", exact=False))  # type: ignore[attr-defined]
     _shot(pg, "1b-refused-type")
+    # A Word file whose answer is a table row, and a scan whose only text is in its picture.
+    word, scan = _leave_table_docx(tmp_path), _scanned_parking_pdf(tmp_path)
+    pg.locator("input[type=file]").set_input_files([str(word), str(scan)])  # type: ignore[attr-defined]
+    _wait(pg, pg.get_by_text(scan.name).first)  # type: ignore[attr-defined]
+    pg.get_by_role("button", name="Ingest").click()  # type: ignore[attr-defined]
+    _wait(pg, pg.get_by_text(f"{word.name}: added", exact=False))  # type: ignore[attr-defined]
+    _wait(pg, pg.get_by_text("read by OCR", exact=False))  # type: ignore[attr-defined]
+    _wait(pg, pg.get_by_text("In the knowledge base (3)"))  # type: ignore[attr-defined]
+    _shot(pg, "1c-word-and-scan")
 
     pg.goto(f"{server}/chat")  # type: ignore[attr-defined]
     box = pg.get_by_test_id("stChatInputTextArea")  # type: ignore[attr-defined]
@@ -148,6 +202,17 @@ def test_upload_chat_analysis(server: str, page: object, tmp_path: Path) -> None
     _wait(pg, pg.get_by_text("contoso-electronics-employee-handbook.pdf · page 4"))  # type: ignore[attr-defined]
     _wait(pg, pg.get_by_text("Prompt sent"))  # type: ignore[attr-defined]
     _shot(pg, "2-chat")
+
+    box.fill("How many days of annual leave do I get after ten years of service?")
+    box.press("Enter")
+    _wait(pg, pg.get_by_text(f"{LEAVE_DOCX} · section", exact=False))  # type: ignore[attr-defined]
+    _wait(pg, pg.get_by_text("28 days", exact=False).first)  # type: ignore[attr-defined]
+    _shot(pg, "2b-chat-word-table")
+    box.fill("How much does a parking permit cost?")
+    box.press("Enter")
+    _wait(pg, pg.get_by_text(f"{PARKING_SCAN} · page 1", exact=False))  # type: ignore[attr-defined]
+    _wait(pg, pg.get_by_text("read by OCR", exact=False).first)  # type: ignore[attr-defined]
+    _shot(pg, "2c-chat-scanned-page")
 
     pg.goto(f"{server}/analysis")  # type: ignore[attr-defined]
     _wait(pg, pg.locator(".js-plotly-plot"))  # type: ignore[attr-defined]

@@ -18,7 +18,7 @@ import pytest
 from rag_core.store import LocalStore, StoreError, ivf_lists, open_store
 from rag_core.store import local as local_module
 from rag_core.store import vectors as vectors_module
-from rag_core.types import Chunk
+from rag_core.types import Chunk, Page
 
 from .conftest import new_document, with_vectors
 
@@ -103,6 +103,20 @@ class TestLayout:
         assert (old.version, old.current, old.replaces) == (1, True, None)
         new = reopened.add(new_document("h.pdf", b"v2", seed=2))
         assert (new.version, new.replaces) == (2, old.document_id) and reopened.size == 3
+
+    def test_schema_3_gains_the_ocr_mark_and_new_pages_keep_it(self, tmp_path: Path) -> None:
+        store = LocalStore(tmp_path)
+        _add(store, "typed.txt", b"typed")
+        with sqlite3.connect(tmp_path / "kb.sqlite3") as db:  # what a schema-3 PolicyPal left behind
+            db.execute("ALTER TABLE pages DROP COLUMN ocr")
+            db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        db.close()
+        reopened = LocalStore(tmp_path)
+        assert reopened.meta("schema_version") == str(local_module.SCHEMA_VERSION)
+        assert [c.page_ocr for c in reopened.all_chunks()] == [False] * 3
+        scan = new_document("scan.pdf", b"scan", kind="pdf")
+        reopened.add(replace(scan, pages=[Page(1, scan.pages[0].text, ocr=True)]))
+        assert [bool(c.page_ocr) for c in reopened.all_chunks()] == [False] * 3 + [True] * 3
 
     def test_newer_schema_refused(self, tmp_path: Path) -> None:
         LocalStore(tmp_path)
