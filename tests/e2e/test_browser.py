@@ -1,4 +1,6 @@
-"""End to end in a real browser: upload a real PDF, chat with a cited page, see the analysis map.
+"""End to end in a real browser: upload a real PDF, a refused .doc, then a Word file and a scan (reloading
+at once: the upload is a job), chat with cited pages from each (a Word table row, an OCR'd page), see the
+analysis map.
 
 Starts `streamlit run app.py` on a free port with a temp data dir and drives Debian's Chromium with
 Playwright. Screenshots land in tests/e2e/screenshots/. Skipped, with the reason, when Chromium,
@@ -190,6 +192,8 @@ def test_upload_chat_analysis(server: str, page: object, tmp_path: Path) -> None
     pg.locator("input[type=file]").set_input_files([str(word), str(scan)])  # type: ignore[attr-defined]
     _wait(pg, pg.get_by_text(scan.name).first)  # type: ignore[attr-defined]
     pg.get_by_role("button", name="Ingest").click()  # type: ignore[attr-defined]
+    _wait(pg, pg.get_by_text("Upload of 2 file(s)", exact=False))  # type: ignore[attr-defined]  # queued as a job
+    pg.reload()  # type: ignore[attr-defined]  # at once: the upload is a job, it goes on and its results come back
     _wait(pg, pg.get_by_text(f"{word.name}: added", exact=False))  # type: ignore[attr-defined]
     _wait(pg, pg.get_by_text("read by OCR", exact=False))  # type: ignore[attr-defined]
     _wait(pg, pg.get_by_text("In the knowledge base (3)"))  # type: ignore[attr-defined]
