@@ -79,22 +79,6 @@ def show_job(job: Job) -> None:
             show_result(f.result)
 
 
-def jobs_panel(queue_jobs: list[Job]) -> None:
-    """The newest uploads, from any browser: what runs now, and the results of the last ones."""
-    active = [j for j in queue_jobs if j.status in ("queued", "running")]
-
-    @st.fragment(run_every=1.0 if active else None)
-    def panel() -> None:
-        jobs = get_job_queue().jobs(RECENT_JOBS)
-        if active and not any(j.status in ("queued", "running") for j in jobs):
-            st.rerun(scope="app")  # done: the document list below changes
-        for job in jobs:
-            with st.container(border=True):
-                show_job(job)
-
-    panel()
-
-
 uploads = (
     st.file_uploader(
         "Add documents",
@@ -118,80 +102,92 @@ if can_edit and st.button("Ingest", type="primary", disabled=not uploads, key="d
 if error := st.session_state.pop("documents_upload_error", None):
     st.error(error)
 
-if can_edit:
-    jobs_panel(get_job_queue().jobs(RECENT_JOBS))
-for r in st.session_state.get("documents_last_results", []):
-    show_result(r)
+active = can_edit and any(j.status in ("queued", "running") for j in get_job_queue().jobs(RECENT_JOBS))
 
-docs = engine.documents()
-st.subheader(f"In the knowledge base ({len(docs)})")
-if not docs:
+
+# While an upload runs, this part redraws itself every second (the upload's progress, then its results
+# and the new documents); the rest of the page stays as it is.
+@st.fragment(run_every=1.0 if active else None)
+def library() -> None:
+    if can_edit:
+        for job in get_job_queue().jobs(RECENT_JOBS):  # from any browser: what runs now, and the last results
+            with st.container(border=True):
+                show_job(job)
+    for r in st.session_state.get("documents_last_results", []):
+        show_result(r)
+
+    docs = engine.documents()
+    st.subheader(f"In the knowledge base ({len(docs)})")
+    if not docs:
+        if not can_edit:
+            st.info("No documents yet: an administrator has to add them.")
+            return
+        st.info("No documents yet. Upload your own above, or try PolicyPal with a short sample HR policy.")
+        if st.button("Load the sample HR policy", key="documents_load_sample"):
+            with st.spinner("Ingesting the sample policy…"):
+                st.session_state["documents_last_results"] = [engine.load_sample()]
+            st.rerun()
+        return
+
+    st.dataframe(
+        [
+            {
+                "name": d.name,
+                "version": d.version,
+                "pages": d.pages,
+                "chunks": d.chunks,
+                "added": friendly_time(d.added_at),
+                "id": d.document_id,
+            }
+            for d in docs
+        ],
+        hide_index=True,
+        width="stretch",
+    )
     if not can_edit:
-        st.info("No documents yet: an administrator has to add them.")
-        st.stop()
-    st.info("No documents yet. Upload your own above, or try PolicyPal with a short sample HR policy.")
-    if st.button("Load the sample HR policy", key="documents_load_sample"):
-        with st.spinner("Ingesting the sample policy…"):
-            st.session_state["documents_last_results"] = [engine.load_sample()]
-        st.rerun()
-    st.stop()
+        return
 
-st.dataframe(
-    [
-        {
-            "name": d.name,
-            "version": d.version,
-            "pages": d.pages,
-            "chunks": d.chunks,
-            "added": friendly_time(d.added_at),
-            "id": d.document_id,
-        }
-        for d in docs
-    ],
-    hide_index=True,
-    width="stretch",
-)
-if not can_edit:
-    st.stop()
+    older = [d for d in engine.documents(all_versions=True) if not d.current]
+    if older:
+        with st.expander(f"Older versions ({len(older)})"):
+            st.caption("Kept for reference, never answered from. Restoring one makes it the current version again.")
+            st.dataframe(
+                [
+                    {"name": d.name, "version": d.version, "pages": d.pages, "added": friendly_time(d.added_at)}
+                    for d in older
+                ],
+                hide_index=True,
+                width="stretch",
+            )
+            names = {d.document_id: f"{d.name}, version {d.version} ({friendly_time(d.added_at)})" for d in older}
+            chosen = st.selectbox("Version", list(names), format_func=names.__getitem__, key="documents_restore_choice")
+            if st.button("Restore this version", key="documents_restore"):
+                engine.restore(chosen)
+                st.session_state["documents_last_results"] = []
+                st.toast(f"Restored {escape_markdown(names[chosen])}: it is the current version again")
+                st.rerun()
 
-older = [d for d in engine.documents(all_versions=True) if not d.current]
-if older:
-    with st.expander(f"Older versions ({len(older)})"):
-        st.caption("Kept for reference, never answered from. Restoring one makes it the current version again.")
-        st.dataframe(
-            [
-                {"name": d.name, "version": d.version, "pages": d.pages, "added": friendly_time(d.added_at)}
-                for d in older
-            ],
-            hide_index=True,
-            width="stretch",
-        )
-        names = {d.document_id: f"{d.name}, version {d.version} ({friendly_time(d.added_at)})" for d in older}
-        chosen = st.selectbox("Version", list(names), format_func=names.__getitem__, key="documents_restore_choice")
-        if st.button("Restore this version", key="documents_restore"):
-            engine.restore(chosen)
-            st.session_state["documents_last_results"] = []
-            st.toast(f"Restored {escape_markdown(names[chosen])}: it is the current version again")
-            st.rerun()
+    with st.expander("Delete a document"):
+        labels = {d.document_id: f"{d.name} ({d.document_id})" for d in docs}
+        choice = st.selectbox("Document", list(labels), format_func=labels.__getitem__, key="documents_delete_choice")
+        if st.button("Delete…", key="documents_delete"):
+            st.session_state["documents_confirm_delete"] = choice
+        pending = st.session_state.get("documents_confirm_delete")
+        if pending in labels:
+            st.warning(
+                f"Delete **{escape_markdown(labels[pending])}**, its passages and its older versions? "
+                "This cannot be undone."
+            )
+            yes, no = st.columns(2)
+            if yes.button("Yes, delete", type="primary", key="documents_delete_confirm"):
+                engine.delete(pending)
+                st.session_state.pop("documents_confirm_delete", None)
+                st.session_state["documents_last_results"] = []
+                st.toast(f"Deleted {escape_markdown(labels[pending])}")  # a toast renders Markdown too
+                st.rerun()
+            if no.button("Cancel", key="documents_delete_cancel"):
+                st.session_state.pop("documents_confirm_delete", None)
+                st.rerun()
 
-with st.expander("Delete a document"):
-    labels = {d.document_id: f"{d.name} ({d.document_id})" for d in docs}
-    choice = st.selectbox("Document", list(labels), format_func=labels.__getitem__, key="documents_delete_choice")
-    if st.button("Delete…", key="documents_delete"):
-        st.session_state["documents_confirm_delete"] = choice
-    pending = st.session_state.get("documents_confirm_delete")
-    if pending in labels:
-        st.warning(
-            f"Delete **{escape_markdown(labels[pending])}**, its passages and its older versions? "
-            "This cannot be undone."
-        )
-        yes, no = st.columns(2)
-        if yes.button("Yes, delete", type="primary", key="documents_delete_confirm"):
-            engine.delete(pending)
-            st.session_state.pop("documents_confirm_delete", None)
-            st.session_state["documents_last_results"] = []
-            st.toast(f"Deleted {escape_markdown(labels[pending])}")  # a toast renders Markdown too
-            st.rerun()
-        if no.button("Cancel", key="documents_delete_cancel"):
-            st.session_state.pop("documents_confirm_delete", None)
-            st.rerun()
+
+library()
