@@ -247,3 +247,10 @@ def test_ingest_without_json_shows_table(
     pdf = pdf_maker(["Overtime is paid at time and a half."])
     code, out, _ = call(capsys, "ingest", str(pdf), "--data-dir", str(tmp_path / "kb"))
     assert code == 0 and "added" in out and "1 pages" in out and "1 added, 0 updated, 0 duplicate, 0 failed" in out
+
+
+def test_docs_with_a_database_url(pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = call(capsys, "docs", "--json", "--database-url", pg_url, "--data-dir", str(tmp_path))
+    assert (code, json.loads(out)) == (0, []), err
+    code, _, err = call(capsys, "docs", "--database-url", "mysql://hr@db/kb")
+    assert code == 2 and "PostgreSQL URL" in err

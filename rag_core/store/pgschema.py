@@ -110,7 +110,7 @@ def connect(url: str) -> Conn:
         return psycopg.connect(url, autocommit=True)
     except psycopg.OperationalError as e:
         raise StoreError(
-            f"cannot connect to the knowledge base at {redact(url)}: {str(e).strip()}. Check that the "
+            f"cannot connect to the knowledge base at {redact(url)}: {' '.join(str(e).split())} Check that the "
             "server runs and the URL (RAG_DATABASE_URL or --database-url) names its host, port, database and user"
         ) from None
 
