@@ -216,7 +216,7 @@ class IndexInfo:
     nlist: int = 0
     nprobe: int = 0
     recall_at_10: float = 1.0  # measured against exact search when the index was written
-    trained_size: int = 0  # chunks the IVF lists were trained on; retrained when the KB doubles
+    trained_size: int = 0  # chunks the IVF lists were trained on (retrained when the KB doubles); HNSW: tuned at
     ef_search: int = 0  # the HNSW index's search breadth (PostgreSQL), tuned like nprobe
 
 

@@ -9,8 +9,10 @@ is created with the typed column and dropped, with the type, when the last docum
 Why searches stay exact below `ann_threshold`: exact search is perfect and fast for thousands of
 chunks, as in the local store. At or above it, searches use the HNSW index with `hnsw.ef_search` set to
 twice the smallest of `EF_LADDER` whose recall@10 against exact search on the tuning queries (stored
-vectors pushed away by noise, `tuning_queries`) reaches `ANN_TARGET_RECALL`; it is tuned inside every write's
-transaction, so the recorded ef_search and recall belong to the generation they describe.
+vectors pushed away by noise, `tuning_queries`) reaches `ANN_TARGET_RECALL`. It is tuned inside the write's
+transaction, so the recorded ef_search and recall describe committed rows, when the store first
+reaches the threshold and whenever it has changed by more than 10% since the last tuning
+(`PostgresStore._next_generation`).
 Measurements: benchmarks/RESULTS.md ("PostgreSQL store").
 """
 

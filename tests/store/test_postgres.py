@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +166,17 @@ class TestHnsw:
 
         store.delete("b.txt")
         assert store.index_info().kind == "flat" and store.size == 400
+
+    def test_ef_search_is_retuned_when_the_store_has_changed_by_a_tenth(self, pg_url: str, tmp_path: Path) -> None:
+        store = PostgresStore(pg_url, cache_root=tmp_path, ann_threshold=500)
+        vecs = _clustered(700, 16)
+        store.add(with_vectors("a.txt", vecs[:600]))
+        tuned = store.index_info()
+        assert tuned.kind == "hnsw" and tuned.trained_size == 600
+        store.add(with_vectors("b.txt", vecs[600:650]))  # +8%: kept, with the recall measured at 600
+        assert store.index_info() == replace(tuned, size=650)
+        store.add(with_vectors("c.txt", vecs[650:]))  # +17% since tuned: tuned again
+        assert store.index_info().trained_size == 700 and store.index_info().size == 700
 
     def test_approximate_search_uses_the_index(self, pg_url: str, tmp_path: Path) -> None:
         store = PostgresStore(pg_url, cache_root=tmp_path, ann_threshold=50)
