@@ -142,6 +142,27 @@ class TestAtomicWrites:
         # the dead writer's advisory lock went with its session: the next write goes through
         assert fresh.add(new_document("h.txt", b"v2", n=3, seed=2)).version == 2
 
+    def test_writers_in_several_processes_queue_and_all_land(self, pg_url: str, tmp_path: Path) -> None:
+        PostgresStore(pg_url, cache_root=tmp_path)
+        script = textwrap.dedent(
+            """
+            import sys
+            from rag_core.store.postgres import PostgresStore
+            from tests.store.conftest import new_document
+
+            store, p = PostgresStore(sys.argv[1], cache_root=sys.argv[2]), int(sys.argv[3])
+            for i in range(4):
+                store.add(new_document(f"{p}-{i}.txt", f"{p}-{i}".encode(), seed=10 * p + i))
+            """
+        )
+        writers = [
+            subprocess.Popen([sys.executable, "-c", script, pg_url, str(tmp_path), str(p)], cwd=ROOT) for p in range(3)
+        ]
+        assert [w.wait(timeout=120) for w in writers] == [0, 0, 0]
+        store = PostgresStore(pg_url, cache_root=tmp_path)
+        assert len(store.documents()) == 12 and store.size == 36 and store.generation() == 12
+        assert len({c.chunk_id for c in store.all_chunks()}) == 36
+
 
 class TestHnsw:
     def test_above_the_threshold_hnsw_answers_with_tuned_ef_search(self, pg_url: str, tmp_path: Path) -> None:
