@@ -97,7 +97,8 @@ def sidebar_settings() -> None:
             help="extractive (quotes the documents, no model needed), hf:<model id or local dir> "
             "(a local language model), or openai:<base url>#<model> (Ollama, vLLM, llama.cpp server).",
         )
-        st.caption(f"Knowledge base: `{defaults.data_dir}`")
+        where = "PostgreSQL (RAG_DATABASE_URL)" if defaults.database_url else f"`{defaults.data_dir}`"
+        st.caption(f"Knowledge base: {where}")
 
 
 def top_k() -> int:

@@ -33,6 +33,12 @@ EMPTY_KB_MESSAGE = (
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", type=Path, default=None, help="knowledge base directory (env RAG_DATA_DIR)")
+    common.add_argument(
+        "--database-url",
+        default=None,
+        metavar="URL",
+        help="keep the knowledge base in PostgreSQL: postgresql://user:password@host/db (env RAG_DATABASE_URL)",
+    )
     common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
     p = argparse.ArgumentParser(prog="python -m rag_core", description="PolicyPal engine: ingest, list, search.")
@@ -95,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         # One command per process: a map computed in the background would die with it, half done.
-        settings = Settings.from_env(data_dir=args.data_dir, background_map=False)
+        settings = Settings.from_env(data_dir=args.data_dir, database_url=args.database_url, background_map=False)
         if getattr(args, "k", None) is not None and args.k < 1:
             raise ValueError(f"--k must be >= 1; got {args.k}")
         return _COMMANDS[args.command](args, settings)

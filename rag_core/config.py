@@ -22,6 +22,7 @@ _OCR_LANGUAGES = re.compile(r"[A-Za-z0-9_]+(\+[A-Za-z0-9_]+)*")
 # Field name -> environment variable. Kept explicit so `grep RAG_` finds every one.
 ENV_VARS: dict[str, str] = {
     "data_dir": "RAG_DATA_DIR",
+    "database_url": "RAG_DATABASE_URL",
     "embedder": "RAG_EMBEDDER",
     "chunk_tokens": "RAG_CHUNK_TOKENS",
     "chunk_overlap": "RAG_CHUNK_OVERLAP",
@@ -68,6 +69,10 @@ class Settings:
     """
 
     data_dir: Path = field(default_factory=_default_data_dir)
+    # postgresql://user:password@host:port/database keeps the knowledge base in PostgreSQL (with the
+    # pgvector extension), shared by every app server pointed at it; data_dir then holds only local
+    # caches. None: the embedded SQLite + FAISS store in data_dir, no server needed.
+    database_url: str | None = None
     # sentence-transformers id or local path; DEFAULT_EMBEDDER is the copy bundled in a pip package.
     embedder: str = DEFAULT_EMBEDDER
     # Chunk size in the embedder's own word pieces (special tokens excluded). Chosen by measuring
@@ -135,6 +140,11 @@ class Settings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
+        if self.database_url is not None and not self.database_url.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                "database_url must be a PostgreSQL URL (postgresql://user:password@host:port/database), or unset "
+                f"for the local store in data_dir; got a URL starting {self.database_url.split(':', 1)[0]!r}"
+            )
         if self.chunk_tokens < 16:
             raise ValueError(f"chunk_tokens must be >= 16; got chunk_tokens={self.chunk_tokens}")
         if not 0 <= self.chunk_overlap < self.chunk_tokens:

@@ -30,7 +30,7 @@ from rag_core.embedding import Embedder, shared_embedder
 from rag_core.evaluation import EvalReport, QAItem, evaluate
 from rag_core.ingest import BatchProgress, Ingestor, IngestProgress
 from rag_core.search import Searcher
-from rag_core.store import KnowledgeStore, open_store
+from rag_core.store import open_store
 from rag_core.types import (
     MODES,
     Answer,
@@ -59,7 +59,7 @@ class Engine:
 
     def __init__(self, settings: Settings, *, embedder_spec: str | None = None, embedder: Embedder | None = None):
         self.settings = settings
-        self.store: KnowledgeStore = open_store(settings.data_dir, ann_threshold=settings.ann_threshold)
+        self.store = open_store(settings.data_dir, settings.database_url, ann_threshold=settings.ann_threshold)
         recorded = self.store.embedder_name
         if embedder_spec is not None and recorded is not None and embedder_spec != recorded:
             self.store.check_embedder(embedder_spec)  # raises with both names and how to re-index

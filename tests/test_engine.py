@@ -146,3 +146,20 @@ class TestDocuments:
         assert main(["delete", "policy.pdf", "--data-dir", str(tmp_path / "kb")]) == 0
         fresh = _engine(tmp_path, embedder)
         assert fresh.is_empty() and fresh.searcher.lexical.search(["vacation"], 3) == [[]]
+
+
+class TestPostgres:
+    def test_ingest_and_search_with_the_knowledge_base_in_postgresql(
+        self, tmp_path: Path, embedder: Embedder, pg_url: str
+    ) -> None:
+        notes = tmp_path / "remote.txt"
+        notes.write_text("Remote work. Employees may work from home two days a week with their manager's approval.")
+        engine = Engine(Settings(data_dir=tmp_path / "cache", database_url=pg_url), embedder=embedder)
+        assert type(engine.store).__name__ == "PostgresStore"
+        assert engine.ingest_paths([notes])[0].status == "added"
+        for mode in ("dense", "bm25", "hybrid"):
+            hits = engine.search("can I work from home", mode=mode)  # type: ignore[arg-type]
+            assert hits and hits[0].document == "remote.txt", mode
+        assert engine.store.cache_dir.is_relative_to(tmp_path / "cache")  # BM25 rebuilt there, per generation
+        again = Engine(Settings(data_dir=tmp_path / "elsewhere", database_url=pg_url), embedder=embedder)
+        assert [d.name for d in again.documents()] == ["remote.txt"]  # another app server sees it

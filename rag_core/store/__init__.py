@@ -19,8 +19,16 @@ remains the source of truth. Above it an IVF index is kept beside it, updated by
 retrained when the store has doubled, with `nprobe` tuned at every write; its kind, size, nprobe and
 measured recall are recorded with the generation (`index_info`). Measurements: benchmarks/RESULTS.md.
 
-    protocol.py  the contract and its errors          local.py    SQLite rows, originals, the writer lock
-    vectors.py   FAISS generations and IVF upkeep      open_store  the backend for a location
+Why a second backend: the local store needs no server but lives on one machine. A company running
+several app servers points them all at one PostgreSQL database (`RAG_DATABASE_URL`): the same contract,
+with PostgreSQL's transactions in place of the generation files and pgvector's HNSW index in place of
+IVF (postgres.py). Both pass one contract suite (tests/store/test_contract.py).
+
+    protocol.py  the contract, its errors, index meta  local.py     SQLite rows, originals, the writer lock
+    rows.py      the local store's SQL                 vectors.py   FAISS generations and IVF upkeep
+    postgres.py  the PostgreSQL store                  pgschema.py  its schema, migrations, connections
+    pgrows.py    its SQL for rows                      pgindex.py   its vector column, HNSW, ef_search
+    open_store   the backend for a location
 """
 
 from __future__ import annotations
@@ -54,12 +62,32 @@ __all__ = [
     "LocalStore",
     "StoreError",
     "build_ivf",
+    "is_database_url",
     "ivf_lists",
     "open_store",
     "tune_nprobe",
 ]
 
 
-def open_store(data_dir: str | Path, *, ann_threshold: int = DEFAULT_ANN_THRESHOLD) -> KnowledgeStore:
-    """The store kept at `data_dir`: today always a `LocalStore` in that directory."""
-    return LocalStore(data_dir, ann_threshold=ann_threshold)
+def is_database_url(location: str | Path) -> bool:
+    return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
+
+
+def open_store(
+    location: str | Path,
+    database_url: str | None = None,
+    *,
+    ann_threshold: int = DEFAULT_ANN_THRESHOLD,
+    cache_root: str | Path | None = None,
+) -> KnowledgeStore:
+    """The store at `location`, a directory or a postgresql:// URL; or, when `database_url` is given, the
+    PostgreSQL store there with its local caches (BM25, map layouts) under the directory `location`.
+
+    A `PostgresStore` given a URL alone caches under `cache_root`, or a temp directory when None."""
+    if database_url is not None:
+        location, cache_root = database_url, cache_root or location
+    if is_database_url(location):
+        from rag_core.store.postgres import PostgresStore  # psycopg is loaded only when it is used
+
+        return PostgresStore(str(location), cache_root=cache_root, ann_threshold=ann_threshold)
+    return LocalStore(location, ann_threshold=ann_threshold)

@@ -33,9 +33,16 @@ import numpy as np
 from filelock import FileLock
 
 import rag_core.store.rows as rows
-from rag_core.store.protocol import DuplicateDocument, StoreError, check_recorded_embedder, resolve_ref
+from rag_core.store.protocol import (
+    DuplicateDocument,
+    StoreError,
+    check_recorded_embedder,
+    index_info_of,
+    index_meta,
+    resolve_ref,
+)
 from rag_core.store.vectors import DEFAULT_ANN_THRESHOLD, VectorGenerations, fsync_file
-from rag_core.types import ChunkRow, DocumentInfo, FloatArray, IndexInfo, IndexKind, IntArray, NewDocument
+from rag_core.types import ChunkRow, DocumentInfo, FloatArray, IndexInfo, IntArray, NewDocument
 
 # 2: chunks.context (the title and heading path a chunk is indexed with); 3: pages.label;
 # 4: document versions (documents.version, .current, .replaces; archived_chunks) and pages.ocr
@@ -336,31 +343,6 @@ class LocalStore:
 
 
 # ---------------------------------------------------------------------------- the meta table
-
-
-def index_meta(info: IndexInfo) -> dict[str, str]:
-    """The meta rows that record `info` beside its generation."""
-    return {
-        "index_kind": info.kind,
-        "index_size": str(info.size),
-        "ann_nlist": str(info.nlist),
-        "ann_nprobe": str(info.nprobe),
-        "ann_recall_at_10": f"{info.recall_at_10:.4f}",
-        "ann_trained_size": str(info.trained_size),
-    }
-
-
-def index_info_of(meta: dict[str, str]) -> IndexInfo:
-    """The `IndexInfo` recorded in meta rows (an exact, empty index when none is)."""
-    kind: IndexKind = "ivf" if meta.get("index_kind") == "ivf" else "flat"
-    return IndexInfo(
-        kind=kind,
-        size=int(meta.get("index_size", "0")),
-        nlist=int(meta.get("ann_nlist", "0")),
-        nprobe=int(meta.get("ann_nprobe", "0")),
-        recall_at_10=float(meta.get("ann_recall_at_10", "1")),
-        trained_size=int(meta.get("ann_trained_size", "0")),
-    )
 
 
 def _meta(db: sqlite3.Connection, key: str) -> str | None:

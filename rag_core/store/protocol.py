@@ -6,16 +6,19 @@ arrives complete. Every write is atomic and moves the store to its next generati
 state before a write or after it, never part of one.
 
 Besides the contract, this module holds the parts of a store that do not depend on where the rows
-live: resolving a user's reference to a document and the embedder check's message.
+live: resolving a user's reference to a document, the embedder check's message, and the key/value meta
+rows that record a generation's `IndexInfo`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, get_args, runtime_checkable
 
-from rag_core.types import ChunkRow, DocumentInfo, FloatArray, IndexInfo, IntArray, NewDocument
+from rag_core.types import ChunkRow, DocumentInfo, FloatArray, IndexInfo, IndexKind, IntArray, NewDocument
+
+NEW_DATA_DIR = "re-index into a new data dir (--data-dir NEW_DIR, then ingest the documents again)"
 
 
 class StoreError(Exception):
@@ -168,9 +171,16 @@ def resolve_ref(docs: Sequence[DocumentInfo], ref: str) -> DocumentInfo:
 
 
 def check_recorded_embedder(
-    where: str, recorded: str | None, recorded_dim: int | None, name: str, dimension: int | None
+    where: str,
+    recorded: str | None,
+    recorded_dim: int | None,
+    name: str,
+    dimension: int | None,
+    *,
+    start_afresh: str = NEW_DATA_DIR,
 ) -> None:
-    """Raise `EmbedderMismatch` unless nothing is recorded or the record matches `name` (and `dimension`)."""
+    """Raise `EmbedderMismatch` unless nothing is recorded or the record matches `name` (and `dimension`).
+    `start_afresh` tells how to begin a new knowledge base with this backend."""
     if recorded is None:
         return
     if recorded != name or (dimension is not None and recorded_dim != dimension):
@@ -178,6 +188,33 @@ def check_recorded_embedder(
         raise EmbedderMismatch(
             f"this knowledge base ({where}) was built with {recorded} ({recorded_dim}-d), "
             f"but the embedder asked for is {asked}. Vectors of two models cannot be "
-            f"mixed: use the recorded embedder (RAG_EMBEDDER={recorded}), or re-index into a new "
-            "data dir (--data-dir NEW_DIR, then ingest the documents again)"
+            f"mixed: use the recorded embedder (RAG_EMBEDDER={recorded}), or {start_afresh}"
         )
+
+
+def index_meta(info: IndexInfo) -> dict[str, str]:
+    """The meta rows that record `info` beside its generation."""
+    return {
+        "index_kind": info.kind,
+        "index_size": str(info.size),
+        "ann_nlist": str(info.nlist),
+        "ann_nprobe": str(info.nprobe),
+        "ann_ef_search": str(info.ef_search),
+        "ann_recall_at_10": f"{info.recall_at_10:.4f}",
+        "ann_trained_size": str(info.trained_size),
+    }
+
+
+def index_info_of(meta: dict[str, str]) -> IndexInfo:
+    """The `IndexInfo` recorded in meta rows (an exact, empty index when none is)."""
+    recorded = meta.get("index_kind")
+    kind: IndexKind = next((k for k in get_args(IndexKind) if k == recorded), "flat")
+    return IndexInfo(
+        kind=kind,
+        size=int(meta.get("index_size", "0")),
+        nlist=int(meta.get("ann_nlist", "0")),
+        nprobe=int(meta.get("ann_nprobe", "0")),
+        recall_at_10=float(meta.get("ann_recall_at_10", "1")),
+        trained_size=int(meta.get("ann_trained_size", "0")),
+        ef_search=int(meta.get("ann_ef_search", "0")),
+    )

@@ -32,7 +32,7 @@ from rag_core.types import FloatArray, IndexInfo, IntArray
 
 DEFAULT_ANN_THRESHOLD = 20_000
 ANN_TARGET_RECALL = 0.99  # tuned to this on perturbed stored vectors; the promise is >= 0.98 on queries
-_ANN_TUNE_QUERIES = 200
+ANN_TUNE_QUERIES = 200
 _LOAD_ATTEMPTS = 20
 
 _EMPTY_IDS = np.zeros(0, dtype=np.int64)
@@ -252,13 +252,7 @@ def tune_nprobe(ann: Any, flat: Any, target: float = ANN_TARGET_RECALL, seed: in
     to their source). Real questions are harder for an IVF index than perturbed passages at the same
     similarity, hence the doubling (benchmarks/RESULTS.md, "Vector index").
     """
-    vecs = _flat_vectors(flat)
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(vecs), size=min(_ANN_TUNE_QUERIES, len(vecs)), replace=False)
-    noise = rng.normal(size=(len(pick), vecs.shape[1])).astype(np.float32)
-    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
-    q = vecs[pick] + 2.0 * noise
-    q = np.ascontiguousarray(q / np.linalg.norm(q, axis=1, keepdims=True), dtype=np.float32)
+    q = tuning_queries(_flat_vectors(flat), seed)
     k = min(10, int(flat.ntotal))
     _, truth = flat.search(q, k)
 
@@ -274,6 +268,17 @@ def tune_nprobe(ann: Any, flat: Any, target: float = ANN_TARGET_RECALL, seed: in
             break
     nprobe = min(2 * nprobe, int(ann.nlist))
     return nprobe, recall_at(nprobe)
+
+
+def tuning_queries(vecs: FloatArray, seed: int = 0, n: int = ANN_TUNE_QUERIES) -> FloatArray:
+    """Up to `n` unit queries made from stored vectors pushed away by noise twice as long as the vector
+    (cosine ~0.45 to their source): what an approximate index is tuned and checked on."""
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(vecs), size=min(n, len(vecs)), replace=False)
+    noise = rng.normal(size=(len(pick), vecs.shape[1])).astype(np.float32)
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    q = vecs[pick] + 2.0 * noise
+    return np.ascontiguousarray(q / np.linalg.norm(q, axis=1, keepdims=True), dtype=np.float32)
 
 
 def _ivf_params(nprobe: int) -> Any:

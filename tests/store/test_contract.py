@@ -2,6 +2,8 @@
 reopening, the embedder check, snapshots and concurrent writers.
 
 Only `KnowledgeStore` members are used here, so a new backend passes these by adding itself to BACKENDS.
+PostgreSQL runs on a private server started for the session (tests/conftest.py, `pg_server`), with a
+fresh database per test.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from rag_core.types import DocumentInfo, FloatArray, document_id_for, sha256_hex
 
 from .conftest import DIM, new_document
 
-BACKENDS = ["local"]
+BACKENDS = ["local", "postgresql"]
 
 Opener = Callable[[], KnowledgeStore]
 
@@ -38,6 +40,9 @@ def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
     """Opens another handle on one fresh, empty store (as another process would)."""
     if request.param == "local":
         return lambda: open_store(tmp_path / "kb")
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("pg_url")
+        return lambda: open_store(url, cache_root=tmp_path / "cache")
     raise AssertionError(f"unknown backend {request.param}")
 
 
@@ -176,7 +181,7 @@ class TestRowsAndVectors:
 class TestEmbedder:
     def test_embedder_mismatch_is_clear(self, store: KnowledgeStore) -> None:
         _add(store, "a.txt", b"a")
-        with pytest.raises(EmbedderMismatch, match=r"built with toy \(8-d\).*other \(16-d\).*data dir"):
+        with pytest.raises(EmbedderMismatch, match=r"built with toy \(8-d\).*other \(16-d\).*(data dir|database)"):
             _add(store, "b.txt", b"b", embedder="other", dim=16)
         assert store.size == 3
 

@@ -1,0 +1,209 @@
+"""The PostgreSQL store's schema, its migrations, and the connections it keeps open.
+
+The schema is versioned in the `meta` table (`schema_version`). `migrate` runs on every start, in one
+transaction under an advisory lock, so two app servers starting together neither race nor apply a step
+twice: each step in `MIGRATIONS` above the recorded version runs, then the new version is recorded. A
+database written by a newer PolicyPal is refused rather than misread.
+
+    meta             key/value: schema version, store id, embedder, dimension, generation, next chunk
+                     id, index info (kind, size, ef_search, measured recall)
+    documents        every version of every document; `seq` keeps insertion order
+    originals        the uploaded bytes (bytea), one row per document
+    pages            page texts and printed labels
+    chunks           the searched chunks of current versions, each with its unit vector (pgvector); an
+                     HNSW index (inner product) on the vectors once their dimension is known
+    archived_chunks  the chunks of replaced versions with their vectors, never searched
+
+Connections are pooled (`Pool`): opening one costs milliseconds, more than a search.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg.rows import TupleRow
+
+from rag_core.store.protocol import StoreError
+
+Conn = psycopg.Connection[TupleRow]
+
+# Transaction-level advisory lock keys: one writer at a time across processes, one migration at a time.
+WRITE_LOCK = 0x506F6C5077
+MIGRATE_LOCK = 0x506F6C504D
+
+# Creating the extension needs a role allowed to (the database owner, for pgvector >= 0.5 where it is
+# trusted; else a superuser). The error it raises is translated in `migrate`.
+_EXTENSION = "CREATE EXTENSION IF NOT EXISTS vector"
+
+# (version, SQL): each step brings the schema from the previous version to its own.
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE documents (
+            id TEXT PRIMARY KEY,
+            seq BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+            name TEXT NOT NULL,
+            sha256 TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            bytes BIGINT NOT NULL,
+            pages INTEGER NOT NULL,
+            chunks INTEGER NOT NULL,
+            added_at TEXT NOT NULL,
+            version INTEGER NOT NULL DEFAULT 1,
+            current BOOLEAN NOT NULL DEFAULT TRUE,
+            replaces TEXT
+        );
+        CREATE INDEX documents_name ON documents(name, current);
+        CREATE TABLE originals (
+            document_id TEXT PRIMARY KEY REFERENCES documents(id) ON DELETE CASCADE,
+            data BYTEA NOT NULL
+        );
+        CREATE TABLE pages (
+            document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            page INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            label TEXT,
+            PRIMARY KEY (document_id, page)
+        );
+        CREATE TABLE chunks (
+            id BIGINT PRIMARY KEY,
+            document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            page INTEGER NOT NULL,
+            start INTEGER NOT NULL,
+            "end" INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            norm REAL NOT NULL,
+            context TEXT NOT NULL DEFAULT '',
+            embedding vector NOT NULL
+        );
+        CREATE INDEX chunks_document ON chunks(document_id);
+        CREATE INDEX chunks_text ON chunks(md5(text));
+        CREATE TABLE archived_chunks (LIKE chunks INCLUDING DEFAULTS);
+        ALTER TABLE archived_chunks ADD PRIMARY KEY (id);
+        ALTER TABLE archived_chunks ADD FOREIGN KEY (document_id) REFERENCES documents(id) ON DELETE CASCADE;
+        CREATE INDEX archived_chunks_document ON archived_chunks(document_id);
+        """,
+    ),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def redact(url: str) -> str:
+    """The URL without its password, fit for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def connect(url: str) -> Conn:
+    """A new autocommit connection; transactions are opened explicitly where they are wanted."""
+    try:
+        return psycopg.connect(url, autocommit=True)
+    except psycopg.OperationalError as e:
+        raise StoreError(
+            f"cannot connect to the knowledge base at {redact(url)}: {' '.join(str(e).split())} Check that the "
+            "server runs and the URL (RAG_DATABASE_URL or --database-url) names its host, port, database and user"
+        ) from None
+
+
+def migrate(db: Conn, migrations: list[tuple[int, str]] | None = None) -> int:
+    """Create or upgrade the schema to the last of `migrations` (default `MIGRATIONS`) in one transaction;
+    the schema version the database is at afterwards."""
+    steps = MIGRATIONS if migrations is None else migrations
+    target = steps[-1][0]
+    with db.transaction():
+        db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+        try:
+            db.execute(_EXTENSION)
+        except psycopg.errors.InsufficientPrivilege:
+            raise StoreError(
+                "the pgvector extension is not installed in this database and this user may not install it: "
+                "ask its administrator to run CREATE EXTENSION vector in it"
+            ) from None
+        db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = 0 if row is None else int(row[0])
+        if version > target:
+            return version  # the caller refuses it, naming the version
+        for number, sql in steps:
+            if number > version:
+                db.execute(sql.encode())  # bytes: several statements in one go, without parameters
+                version = number
+        set_meta(db, "schema_version", str(version))
+        db.execute(
+            "INSERT INTO meta(key, value) VALUES ('store_id', md5(random()::text || clock_timestamp()::text)) "
+            "ON CONFLICT (key) DO NOTHING"
+        )
+    return version
+
+
+def meta(db: Conn, keys: tuple[str, ...] | None = None) -> dict[str, str]:
+    """The meta rows (all, or those with the given keys)."""
+    if keys is None:
+        found = db.execute("SELECT key, value FROM meta").fetchall()
+    else:
+        found = db.execute("SELECT key, value FROM meta WHERE key = ANY(%s)", (list(keys),)).fetchall()
+    return {str(k): str(v) for k, v in found}
+
+
+def set_meta(db: Conn, key: str, value: str) -> None:
+    db.execute(
+        "INSERT INTO meta(key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+
+
+class Pool:
+    """Open connections to one database, each used by one thread at a time.
+
+    A connection comes back to the pool only when it is healthy and outside a transaction; a broken one
+    (the server restarted, the network dropped) is closed and the next use opens a fresh one.
+    """
+
+    def __init__(self, url: str, *, keep: int = 8):
+        self.url = url
+        self._keep = keep
+        self._idle: list[Conn] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Conn]:
+        with self._lock:
+            db = self._idle.pop() if self._idle else None
+        if db is None or db.closed:
+            db = connect(self.url)
+            register_vector(db)
+        try:
+            yield db
+        finally:
+            idle = psycopg.pq.TransactionStatus.IDLE
+            with self._lock:
+                keep = not self._closed and len(self._idle) < self._keep and not db.broken
+                if keep and not db.closed and db.info.transaction_status == idle:
+                    self._idle.append(db)
+                else:
+                    db.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for db in idle:
+            db.close()
+
+
+def execute_many(db: Conn, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """`sql` once per row, pipelined."""
+    if rows:
+        with db.cursor() as cur:
+            cur.executemany(sql.encode(), rows)
