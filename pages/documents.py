@@ -58,25 +58,27 @@ RECENT_JOBS = 3
 
 
 def show_job(job: Job) -> None:
-    """One upload: a progress bar per file while it runs, then each file's result."""
-    done = job.finished_files
-    if job.status in ("queued", "running"):
-        waiting = "waiting to start" if job.status == "queued" else f"{done} of {len(job.files)} files done"
-        st.markdown(f"**Upload of {len(job.files)} file(s)**: {waiting}")
-        for f in job.files:
-            if f.result is not None:
-                show_result(f.result)
-            elif f.status == "running" and f.total:
-                stage = STAGE_WORDS.get(f.stage or "", f.stage or "")
-                st.progress(f.done / f.total, text=f"{f.name}: {stage} {f.done}/{f.total}")
-            else:
-                st.caption(f"{f.name}: waiting")
-        return
+    """One upload: a heading, then one line per file (waiting, a progress bar, then its result). The same
+    skeleton in every state, so a redraw replaces each line in place and leaves nothing stale behind."""
+    if job.status == "queued":
+        state = "waiting to start"
+    elif job.status == "running":
+        state = f"{job.finished_files} of {len(job.files)} files done"
+    else:
+        state = f"done, {friendly_time(job.finished_at or job.created_at)}"
+    st.markdown(f"**Upload of {len(job.files)} file(s)**: {state}")
     if job.error:
         st.error(f"The upload could not be processed: {escape_markdown(job.error)}", icon=":material/error:")
     for f in job.files:
         if f.result is not None:
             show_result(f.result)
+        elif f.status == "running" and f.total:
+            stage = STAGE_WORDS.get(f.stage or "", f.stage or "")
+            st.progress(f.done / f.total, text=f"{f.name}: {stage} {f.done}/{f.total}")
+        elif job.status in ("queued", "running"):
+            st.caption(f"{f.name}: waiting")
+        else:
+            st.caption(f"{f.name}: not processed")
 
 
 uploads = (

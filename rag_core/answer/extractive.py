@@ -156,12 +156,29 @@ def answer_candidates(hits: Sequence[Hit]) -> list[_Candidate]:
 def quote_row(row: str, header: str) -> str:
     """A table row as the answer quotes it: whole, after its column headers when there are any.
 
+    A Markdown table row (a Word, Excel or HTML table) is read cell by cell under its column names, as
+    a person would say it, rather than quoted with its pipes.
+
     >>> quote_row("Tenth … 24", "Vacation Years Workdays")
     'Vacation Years Workdays: Tenth … 24'
+    >>> quote_row("| 10 years or more | 28 days |", "| Years of service | Days of leave |")
+    'Years of service: 10 years or more; Days of leave: 28 days'
     """
     row = " ".join(row.split())
     header = " ".join(header.split()).rstrip(":").removesuffix(LEADER).strip()
+    row_cells, header_cells = _pipe_cells(row), _pipe_cells(header)
+    if row_cells and len(row_cells) == len(header_cells):
+        return "; ".join(f"{h}: {c}" if h else c for h, c in zip(header_cells, row_cells, strict=True) if c)
+    if row_cells:
+        row = " | ".join(c for c in row_cells if c)
     return f"{header}: {row}" if header else row
+
+
+def _pipe_cells(line: str) -> list[str]:
+    """The cells of a Markdown table row ("| a | b |"), or [] for a line that is not one."""
+    if not (line.startswith("|") and line.endswith("|") and len(line) > 1):
+        return []
+    return [cell.strip() for cell in line[1:-1].split("|")]
 
 
 def term_overlap(question: str, text: str) -> float:

@@ -190,8 +190,11 @@ def test_upload_chat_analysis(server: str, page: object, tmp_path: Path) -> None
     # A Word file whose answer is a table row, and a scan whose only text is in its picture.
     word, scan = _leave_table_docx(tmp_path), _scanned_parking_pdf(tmp_path)
     pg.locator("input[type=file]").set_input_files([str(word), str(scan)])  # type: ignore[attr-defined]
-    _wait(pg, pg.get_by_text(scan.name).first)  # type: ignore[attr-defined]
-    pg.get_by_role("button", name="Ingest").click()  # type: ignore[attr-defined]
+    ingest = pg.get_by_role("button", name="Ingest")  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 60
+    while not ingest.is_enabled() and time.monotonic() < deadline:  # the uploader has both files (names cut)
+        pg.wait_for_timeout(250)  # type: ignore[attr-defined]
+    ingest.click()
     _wait(pg, pg.get_by_text("Upload of 2 file(s)", exact=False))  # type: ignore[attr-defined]  # queued as a job
     pg.reload()  # type: ignore[attr-defined]  # at once: the upload is a job, it goes on and its results come back
     _wait(pg, pg.get_by_text(f"{word.name}: added", exact=False))  # type: ignore[attr-defined]
