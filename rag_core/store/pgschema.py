@@ -120,6 +120,11 @@ def connect(url: str) -> Conn:
         return psycopg.connect(url, autocommit=True)
     except psycopg.OperationalError as e:
         raise StoreError(connect_error(url, " ".join(str(e).split()))) from None
+    except psycopg.ProgrammingError as e:  # libpq could not read the URL
+        raise StoreError(
+            f"the knowledge base URL {redact(url)} is not valid ({e}): write it as "
+            "postgresql://user:password@host:port/database in RAG_DATABASE_URL (or --database-url)"
+        ) from None
 
 
 def connect_error(url: str, reason: str) -> str:
@@ -127,7 +132,9 @@ def connect_error(url: str, reason: str) -> str:
     parts = urlsplit(url)
     query = dict(p.partition("=")[::2] for p in parts.query.split("&") if p)
     host = query.get("host") or parts.hostname or "localhost"
-    where = f"{host}:{query.get('port') or parts.port or 5432}"
+    where = host
+    with contextlib.suppress(ValueError):  # a port that is not a number: libpq's message says so
+        where = f"{host}:{query.get('port') or parts.port or 5432}"
     user = query.get("user") or parts.username or "(the default user)"
     database = parts.path.lstrip("/") or query.get("dbname") or user
     lowered = reason.lower()
