@@ -94,6 +94,10 @@ def _parser() -> argparse.ArgumentParser:
     jo.add_argument("--limit", type=int, default=20, help="newest jobs to list (default 20)")
     wo = sub.add_parser("worker", parents=[common], help="run ingestion jobs as they are queued, until Ctrl-C")
     wo.add_argument("--once", action="store_true", help="run the jobs waiting now, then exit")
+    mi = sub.add_parser(
+        "migrate", parents=[common], help="copy the embedded knowledge base (--data-dir) into PostgreSQL as it is"
+    )
+    mi.add_argument("--to", required=True, metavar="URL", help="postgresql://user:password@host:port/database")
     return p
 
 
@@ -459,6 +463,52 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             time.sleep(worker.poll_s)
 
 
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import asdict
+
+    from tqdm import tqdm
+
+    from rag_core.store import DB_NAME, LocalStore, is_database_url
+    from rag_core.store.local import export
+    from rag_core.store.pgschema import redact
+    from rag_core.store.postgres import PostgresStore
+
+    if not is_database_url(args.to):
+        raise _UsageError(f"--to takes a postgresql://user:password@host:port/database URL; got {args.to!r}")
+    if settings.database_url is not None:
+        raise _UsageError(
+            "migrate copies the embedded knowledge base of the data dir (--data-dir or RAG_DATA_DIR) into the "
+            "database named by --to; drop --database-url and unset RAG_DATABASE_URL for this command"
+        )
+    if not (settings.data_dir / DB_NAME).exists():
+        raise _UsageError(f"no knowledge base in {settings.data_dir} to migrate: name its folder with --data-dir")
+    started = time.monotonic()
+    target = PostgresStore(args.to, cache_root=settings.data_dir)
+    try:
+        with (
+            export(LocalStore(settings.data_dir)) as source,
+            tqdm(total=len(source.documents), unit="version", file=sys.stderr, disable=None, desc="migrate") as bar,
+        ):
+            report = target.import_from(source, lambda done, total: bar.update(done - bar.n))
+    finally:
+        target.close()
+    if report.missing_originals:
+        _err(f"warning: the original files of {report.missing_originals} document(s) were missing and not copied")
+    summary = {"source": str(settings.data_dir), "target": redact(args.to), **asdict(report)}
+    summary["seconds"] = round(time.monotonic() - started, 3)
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    elif report.already:
+        print(f"{redact(args.to)} already holds these {report.documents} document versions: nothing copied")
+    else:
+        print(
+            f"copied {report.documents} document versions ({report.current} current; {report.chunks} chunks, "
+            f"{report.archived_chunks} of replaced versions) from {settings.data_dir} to {redact(args.to)} "
+            f"in {summary['seconds']:.1f} s; use it with RAG_DATABASE_URL (or --database-url)"
+        )
+    return 0
+
+
 _COMMANDS = {
     "ingest": cmd_ingest,
     "docs": cmd_docs,
@@ -470,6 +520,7 @@ _COMMANDS = {
     "tune": cmd_tune,
     "jobs": cmd_jobs,
     "worker": cmd_worker,
+    "migrate": cmd_migrate,
 }
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -273,3 +274,19 @@ def test_docs_with_a_database_url(pg_url: str, tmp_path: Path, capsys: pytest.Ca
     assert (code, json.loads(out)) == (0, []), err
     code, _, err = call(capsys, "docs", "--database-url", "mysql://hr@db/kb")
     assert code == 2 and "PostgreSQL URL" in err
+
+
+def test_a_database_that_cannot_be_reached_is_a_configuration_error(
+    pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 2 with `error: ...` saying what to check; the password never shows."""
+    refused = "postgresql://hr:s3cret@127.0.0.1:1/kb?connect_timeout=3"
+    code, out, err = call(capsys, "search", "leave", "--database-url", refused, "--data-dir", str(tmp_path))
+    assert (code, out) == (2, "") and err.startswith("error: cannot connect to the knowledge base at ")
+    assert "nothing answered at 127.0.0.1:1" in err and "RAG_DATABASE_URL" in err and "s3cret" not in err
+    missing = urlunsplit(urlsplit(pg_url)._replace(path="/no_such_kb"))
+    code, _, err = call(capsys, "docs", "--database-url", missing, "--data-dir", str(tmp_path))
+    assert code == 2 and "has no database 'no_such_kb': create it" in err
+    bad = "postgresql://hr@db/kb?colour=blue"
+    code, _, err = call(capsys, "docs", "--database-url", bad, "--data-dir", str(tmp_path))
+    assert code == 2 and "is not valid" in err and "postgresql://user:password@host:port/database" in err

@@ -35,7 +35,9 @@ from filelock import FileLock
 import rag_core.store.rows as rows
 from rag_core.store.protocol import (
     DuplicateDocument,
+    StoredVersion,
     StoreError,
+    StoreExport,
     check_recorded_embedder,
     index_info_of,
     index_meta,
@@ -340,6 +342,39 @@ class LocalStore:
         tmp.write_bytes(data)
         fsync_file(tmp)
         tmp.replace(final)
+
+
+# ---------------------------------------------------------------------------- copying out
+
+
+@contextlib.contextmanager
+def export(store: LocalStore) -> Iterator[StoreExport]:
+    """Everything `store` holds, to copy into another store (`python -m rag_core migrate`): every version
+    of every document, read complete by the export's `read`. The store's write lock is held until the
+    block ends, so the copy is of one state; readers carry on meanwhile."""
+    with store.write_lock():
+        with store._connect() as db:
+            docs = rows.documents(db)
+            next_id = int(_meta(db, "next_chunk_id") or 1)
+        yield StoreExport(store.embedder_name, store.dimension, next_id, docs, lambda d: _stored_version(store, d))
+
+
+def _stored_version(store: LocalStore, doc: DocumentInfo) -> StoredVersion:
+    """One version complete: a current one's vectors from the index, a replaced one's from its archive."""
+    with store._connect() as db:
+        pages = rows.pages_of(db, doc.document_id)
+        ids, chunks, norms, blobs = rows.chunks_of(db, doc.document_id, archived=not doc.current)
+    if doc.current:
+        found, vectors = store.vectors([int(i) for i in ids])
+        if len(found) != len(ids):
+            raise StoreError(
+                f"the index of {store.data_dir} lacks the vectors of {len(ids) - len(found)} chunks of "
+                f"{doc.name!r} ({doc.document_id}): ingest that document again, then retry"
+            )
+    else:
+        vectors = np.asarray([np.frombuffer(b, dtype=np.float32) for b in blobs], dtype=np.float32)
+    vectors = vectors.reshape(len(ids), store.dimension or 0)
+    return StoredVersion(doc, pages, ids, chunks, norms, vectors, store.original(doc))
 
 
 # ---------------------------------------------------------------------------- the meta table

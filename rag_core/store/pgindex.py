@@ -33,9 +33,15 @@ _SEARCH = "SELECT id, embedding <#> %(q)s FROM chunks ORDER BY embedding <#> %(q
 _PAD_SCORE = np.float32(-3.4028235e38)  # what FAISS reports beside an id of -1
 
 
-def set_dimension(db: Conn, dimension: int) -> None:
-    """Type the vector column for the store's first vectors and index it."""
+def set_dimension(db: Conn, dimension: int, *, index: bool = True) -> None:
+    """Type the vector column for the store's first vectors and, unless `index` is False (a bulk copy
+    builds it once its rows are in: `create_index`), index it."""
     db.execute(f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({int(dimension)})".encode())
+    if index:
+        create_index(db, dimension)
+
+
+def create_index(db: Conn, dimension: int) -> None:
     if dimension <= HNSW_MAX_DIMENSION:
         db.execute("CREATE INDEX IF NOT EXISTS chunks_hnsw ON chunks USING hnsw (embedding vector_ip_ops)")
 

@@ -20,13 +20,15 @@ import numpy as np
 from pgvector import Vector
 
 from rag_core.store.pgschema import Conn, execute_many
+from rag_core.store.protocol import StoredVersion
 from rag_core.store.rows import document_of
 from rag_core.types import ChunkRow, DocumentInfo, FloatArray, IntArray, NewDocument
 
 DOCUMENTS = "SELECT id, name, sha256, kind, bytes, pages, chunks, added_at, version, current, replaces FROM documents"
 CHUNK_COLUMNS = 'id, document_id, page, start, "end", text, norm, context, embedding'
 CHUNKS = (
-    'SELECT c.id, c.document_id, d.name, c.page, c.start, c."end", c.text, c.norm, c.context, p.label '
+    'SELECT c.id, c.document_id, d.name, c.page, c.start, c."end", c.text, c.norm, c.context, p.label, '
+    "COALESCE(p.ocr, FALSE) "
     "FROM chunks c JOIN documents d ON d.id = c.document_id "
     "LEFT JOIN pages p ON p.document_id = c.document_id AND p.page = c.page"
 )
@@ -75,9 +77,10 @@ def insert_document(db: Conn, info: DocumentInfo, doc: NewDocument, ids: IntArra
     db.execute("INSERT INTO originals(document_id, data) VALUES (%s, %s)", (info.document_id, doc.data))
     execute_many(
         db,
-        "INSERT INTO pages(document_id, page, text, label) VALUES (%s, %s, %s, %s)",
-        [(info.document_id, p.number, text(p.text), None if p.label is None else text(p.label)) for p in doc.pages],
-    )
+        "INSERT INTO pages(document_id, page, text, label, ocr) VALUES (%s, %s, %s, %s, %s)",
+        [(info.document_id, p.number, text(p.text), None if p.label is None else text(p.label), p.ocr)
+         for p in doc.pages],
+    )  # fmt: skip
     vectors = np.ascontiguousarray(doc.vectors, dtype=np.float32)
     execute_many(
         db,
@@ -85,6 +88,37 @@ def insert_document(db: Conn, info: DocumentInfo, doc: NewDocument, ids: IntArra
         [
             (int(i), info.document_id, c.page, c.start, c.end, text(c.text), float(n), text(c.context), v)
             for i, c, n, v in zip(ids, doc.chunks, doc.norms, vectors, strict=True)
+        ],
+    )
+
+
+def import_version(db: Conn, stored: StoredVersion) -> None:
+    """The rows of a version copied from another store as it was there: its record (id, version,
+    `replaces`, `added_at`, current or not), original, pages and chunks with their ids, into the searched
+    table for a current version and into `archived_chunks` for a replaced one."""
+    info = stored.info
+    db.execute(
+        "INSERT INTO documents(id, name, sha256, kind, bytes, pages, chunks, added_at, version, current, replaces) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (info.document_id, text(info.name), info.sha256, info.kind, info.bytes, info.pages, info.chunks,
+         info.added_at, info.version, info.current, info.replaces),
+    )  # fmt: skip
+    if stored.original is not None:
+        db.execute("INSERT INTO originals(document_id, data) VALUES (%s, %s)", (info.document_id, stored.original))
+    execute_many(
+        db,
+        "INSERT INTO pages(document_id, page, text, label, ocr) VALUES (%s, %s, %s, %s, %s)",
+        [(info.document_id, p.number, text(p.text), None if p.label is None else text(p.label), p.ocr)
+         for p in stored.pages],
+    )  # fmt: skip
+    table = "chunks" if info.current else "archived_chunks"
+    vectors = np.ascontiguousarray(stored.vectors, dtype=np.float32)
+    execute_many(
+        db,
+        f"INSERT INTO {table}({CHUNK_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        [
+            (int(i), info.document_id, c.page, c.start, c.end, text(c.text), float(n), text(c.context), v)
+            for i, c, n, v in zip(stored.chunk_ids, stored.chunks, stored.norms, vectors, strict=True)
         ],
     )
 
@@ -129,7 +163,7 @@ def chunk_rows(db: Conn, ids: Sequence[int] | None = None) -> list[ChunkRow]:
     else:
         found = db.execute(f"{CHUNKS} WHERE c.id = ANY(%s) ORDER BY c.id".encode(), ([int(i) for i in ids],)).fetchall()
     return [ChunkRow(int(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]), int(r[5]), str(r[6]), float(r[7]),
-                     str(r[8]), None if r[9] is None else str(r[9])) for r in found]  # fmt: skip
+                     str(r[8]), None if r[9] is None else str(r[9]), bool(r[10])) for r in found]  # fmt: skip
 
 
 def norms(db: Conn, ids: Sequence[int]) -> dict[int, float]:

@@ -9,12 +9,16 @@ database written by a newer PolicyPal is refused rather than misread.
                      id, index info (kind, size, ef_search, measured recall)
     documents        every version of every document; `seq` keeps insertion order
     originals        the uploaded bytes (bytea), one row per document
-    pages            page texts and printed labels
+    pages            page texts, printed labels and whether OCR read them
     chunks           the searched chunks of current versions, each with its unit vector (pgvector); an
                      HNSW index (inner product) on the vectors once their dimension is known
     archived_chunks  the chunks of replaced versions with their vectors, never searched
 
-Connections are pooled (`Pool`): opening one costs milliseconds, more than a search.
+Connections are pooled (`Pool`): opening one costs milliseconds, more than a search. A connection lost
+while in use (the server restarted, an administrator ended it, the network dropped) becomes
+`ConnectionLost`, and the pool forgets every idle connection with it, since they most likely went the
+same way; the next call opens a fresh one. Connection failures are translated into what to check
+(`connect`): nothing listening, a refused password, a database that does not exist.
 """
 
 from __future__ import annotations
@@ -91,6 +95,8 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX archived_chunks_document ON archived_chunks(document_id);
         """,
     ),
+    # 2: pages.ocr, whether a page's text was read by OCR (as the local store's pages.ocr)
+    (2, "ALTER TABLE pages ADD COLUMN ocr BOOLEAN NOT NULL DEFAULT FALSE;"),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -104,15 +110,53 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
+class ConnectionLost(StoreError):
+    """The connection to the database broke while it was in use; the next call opens a new one."""
+
+
 def connect(url: str) -> Conn:
     """A new autocommit connection; transactions are opened explicitly where they are wanted."""
     try:
         return psycopg.connect(url, autocommit=True)
     except psycopg.OperationalError as e:
+        raise StoreError(connect_error(url, " ".join(str(e).split()))) from None
+    except psycopg.ProgrammingError as e:  # libpq could not read the URL
         raise StoreError(
-            f"cannot connect to the knowledge base at {redact(url)}: {' '.join(str(e).split())} Check that the "
-            "server runs and the URL (RAG_DATABASE_URL or --database-url) names its host, port, database and user"
+            f"the knowledge base URL {redact(url)} is not valid ({e}): write it as "
+            "postgresql://user:password@host:port/database in RAG_DATABASE_URL (or --database-url)"
         ) from None
+
+
+def connect_error(url: str, reason: str) -> str:
+    """What to do about the server's `reason` for refusing a connection to `url`."""
+    parts = urlsplit(url)
+    query = dict(p.partition("=")[::2] for p in parts.query.split("&") if p)
+    host = query.get("host") or parts.hostname or "localhost"
+    where = host
+    with contextlib.suppress(ValueError):  # a port that is not a number: libpq's message says so
+        where = f"{host}:{query.get('port') or parts.port or 5432}"
+    user = query.get("user") or parts.username or "(the default user)"
+    database = parts.path.lstrip("/") or query.get("dbname") or user
+    lowered = reason.lower()
+    if "password authentication failed" in lowered or "no password supplied" in lowered:
+        advice = (
+            f"the server at {where} refused user {user!r} with this password: correct the user and password "
+            "in RAG_DATABASE_URL (or --database-url)"
+        )
+    elif "does not exist" in lowered and "database" in lowered:
+        advice = (
+            f"the server at {where} has no database {database!r}: create it (createdb -h HOST -p PORT -U USER "
+            f"{database}, or CREATE DATABASE {database} as an administrator), or name an existing one in "
+            "RAG_DATABASE_URL (or --database-url)"
+        )
+    elif "translate host name" in lowered or "name or service not known" in lowered:
+        advice = f"the host name {host!r} is unknown: check the host in RAG_DATABASE_URL (or --database-url)"
+    else:
+        advice = (
+            f"nothing answered at {where}: check that the PostgreSQL server runs there and that "
+            "RAG_DATABASE_URL (or --database-url) names its host, port, database and user"
+        )
+    return f"cannot connect to the knowledge base at {redact(url)}: {advice} (server said: {reason})"
 
 
 def migrate(db: Conn, migrations: list[tuple[int, str]] | None = None) -> int:
@@ -128,6 +172,13 @@ def migrate(db: Conn, migrations: list[tuple[int, str]] | None = None) -> int:
             raise StoreError(
                 "the pgvector extension is not installed in this database and this user may not install it: "
                 "ask its administrator to run CREATE EXTENSION vector in it"
+            ) from None
+        except (psycopg.errors.FeatureNotSupported, psycopg.errors.UndefinedFile):
+            raise StoreError(
+                f"the PostgreSQL server at {db.info.host}:{db.info.port} (database {db.info.dbname!r}) does not "
+                "have the pgvector extension, which PolicyPal stores its vectors with: install pgvector on the "
+                "server (the postgresql-NN-pgvector package), or choose a managed PostgreSQL that offers it, "
+                "then start again"
             ) from None
         db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -178,6 +229,8 @@ class Pool:
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Conn]:
+        """A connection for one use. One that breaks inside raises `ConnectionLost`, naming the database;
+        the idle ones are dropped with it."""
         with self._lock:
             db = self._idle.pop() if self._idle else None
         if db is None or db.closed:
@@ -185,6 +238,16 @@ class Pool:
             register_vector(db)
         try:
             yield db
+        except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+            if not (db.broken or db.closed):
+                raise
+            self._drop_idle()
+            raise ConnectionLost(
+                f"the connection to the knowledge base at {redact(self.url)} was lost "
+                f"({' '.join(str(e).split()) or type(e).__name__}); a write not yet committed was rolled back by "
+                "the server, so nothing of it is stored. Try again; if it keeps happening, check the server and "
+                "the network to it"
+            ) from e
         finally:
             idle = psycopg.pq.TransactionStatus.IDLE
             with self._lock:
@@ -194,12 +257,16 @@ class Pool:
                 else:
                     db.close()
 
-    def close(self) -> None:
+    def _drop_idle(self) -> None:
         with self._lock:
-            self._closed = True
             idle, self._idle = self._idle, []
         for db in idle:
             db.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self._drop_idle()
 
 
 def execute_many(db: Conn, sql: str, rows: list[tuple[Any, ...]]) -> None:

@@ -13,6 +13,13 @@ a document appears whole or not at all, and a process that dies mid-write leaves
 server rolls its transaction back and releases the lock). Readers never wait for writers (MVCC); reads
 that must agree with each other (`chunk_texts`, `near_duplicates`) run in one REPEATABLE READ snapshot.
 
+Why reads are tried twice: a pooled connection may have died while idle (the server restarted, an
+administrator ended it); reads are safe to repeat, so one that loses its connection runs once more on
+a fresh one before `ConnectionLost` reaches the caller. Writes are not repeated: the server rolled the
+lost one back, and the error says to run it again.
+
+Moving a knowledge base from the local store into a database is `import_from` (rag_core.store.pgimport).
+
 The BM25 side stays where it is for both backends: rag_core.lexical rebuilds it from `chunk_texts` once
 per generation into `cache_dir`, a local directory under `cache_root` named by the database's store id
 (a random id written when its schema is created), so two databases never share a cache and a
@@ -22,19 +29,23 @@ recreated one never inherits stale files.
 from __future__ import annotations
 
 import contextlib
+import functools
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 
+import rag_core.store.pgimport as pgimport
 import rag_core.store.pgindex as pgindex
 import rag_core.store.pgrows as pgrows
 from rag_core.store.pgschema import (
     SCHEMA_VERSION,
     WRITE_LOCK,
     Conn,
+    ConnectionLost,
     Pool,
     connect,
     meta,
@@ -45,7 +56,9 @@ from rag_core.store.pgschema import (
 from rag_core.store.protocol import (
     DuplicateDocument,
     EmbedderMismatch,
+    ImportReport,
     StoreError,
+    StoreExport,
     check_recorded_embedder,
     index_info_of,
     index_meta,
@@ -63,6 +76,23 @@ _INDEX_KEYS = ("generation", "index_kind", "index_size", "ann_ef_search", "ann_r
 # ef_search is re-tuned when the store has grown or shrunk by more than this share since it was tuned:
 # tuning runs 200 exact searches (~2.5 s at 20,000 chunks, linear in the size) inside the write.
 RETUNE_CHANGE = 0.1
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _retried(read: Callable[_P, _R]) -> Callable[_P, _R]:
+    """`read` run once more, on a fresh connection, when its connection was lost."""
+
+    @functools.wraps(read)
+    def again(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return read(*args, **kwargs)
+        except ConnectionLost:
+            return read(*args, **kwargs)
+
+    return again
 
 
 def default_cache_root() -> Path:
@@ -103,6 +133,7 @@ class PostgresStore:
 
     # ---------------------------------------------------------------- meta
 
+    @_retried
     def _meta(self, *keys: str) -> dict[str, str]:
         with self._pool.connection() as db:
             return meta(db, keys)
@@ -144,10 +175,12 @@ class PostgresStore:
             db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield db
 
+    @_retried
     def documents(self, *, all_versions: bool = False) -> list[DocumentInfo]:
         with self._pool.connection() as db:
             return pgrows.documents(db, "" if all_versions else "current")
 
+    @_retried
     def find_by_sha(self, sha256: str) -> DocumentInfo | None:
         with self._pool.connection() as db:
             return pgrows.by_sha(db, sha256)
@@ -155,34 +188,41 @@ class PostgresStore:
     def resolve(self, ref: str) -> DocumentInfo:
         return resolve_ref(self.documents(all_versions=True), ref)
 
+    @_retried
     def near_duplicates(self, texts: Sequence[str], *, threshold: float) -> list[tuple[DocumentInfo, float]]:
         with self._snapshot() as db:
             return pgrows.near_duplicates(db, texts, threshold)
 
+    @_retried
     def chunks_by_ids(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
         with self._pool.connection() as db:
             return {r.chunk_id: r for r in pgrows.chunk_rows(db, ids)}
 
+    @_retried
     def norms(self, ids: Sequence[int] | IntArray) -> FloatArray:
         with self._pool.connection() as db:
             by_id = pgrows.norms(db, [int(i) for i in ids])
         return np.array([by_id.get(int(i), 1.0) for i in ids], dtype=np.float32)
 
+    @_retried
     def all_chunks(self) -> list[ChunkRow]:
         with self._pool.connection() as db:
             return pgrows.chunk_rows(db)
 
+    @_retried
     def chunk_texts(self) -> tuple[int, list[int], list[str]]:
         with self._snapshot() as db:
             generation = int(meta(db, ("generation",)).get("generation", "0"))
             found = db.execute("SELECT id, context, text FROM chunks ORDER BY id").fetchall()
         return generation, [int(r[0]) for r in found], [f"{r[1]}\n{r[2]}" if r[1] else str(r[2]) for r in found]
 
+    @_retried
     def vectors(self, ids: Sequence[int] | None = None) -> tuple[IntArray, FloatArray]:
         with self._pool.connection() as db:
             dimension = int(meta(db, ("dimension",)).get("dimension", "0"))
             return pgrows.vectors(db, ids, dimension)
 
+    @_retried
     def search(self, query: FloatArray, k: int, *, exact: bool = False) -> tuple[FloatArray, IntArray]:
         q = np.ascontiguousarray(np.atleast_2d(query), dtype=np.float32)
         with self._pool.connection() as db:
@@ -196,11 +236,22 @@ class PostgresStore:
             ef_search = info.ef_search if info.kind == "hnsw" and not exact else None
             return pgindex.search(db, q, min(k, info.size), ef_search)
 
+    @_retried
     def original(self, doc: DocumentInfo) -> bytes | None:
         with self._pool.connection() as db:
             return pgrows.original(db, doc.sha256)
 
     # ---------------------------------------------------------------- writing
+
+    def import_from(self, source: StoreExport, progress: Callable[[int, int], None] | None = None) -> ImportReport:
+        """Copy a whole knowledge base (`LocalStore`'s `export`) into this database in one write, vectors
+        and chunk ids as they are: all of it or, on any failure, nothing. Refuses a database holding other
+        documents; one holding exactly these is left as it is (`ImportReport.already`)."""
+        try:
+            with self._write() as db:
+                return pgimport.copy_into(db, redact(self.url), source, progress)
+        except pgimport.AlreadyThere as e:
+            return e.report
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Conn]:

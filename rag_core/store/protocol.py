@@ -6,17 +6,29 @@ arrives complete. Every write is atomic and moves the store to its next generati
 state before a write or after it, never part of one.
 
 Besides the contract, this module holds the parts of a store that do not depend on where the rows
-live: resolving a user's reference to a document, the embedder check's message, and the key/value meta
-rows that record a generation's `IndexInfo`.
+live: resolving a user's reference to a document, the embedder check's message, the key/value meta
+rows that record a generation's `IndexInfo`, and the records a knowledge base is copied from one
+backend to another with (`StoreExport`, `StoredVersion`, `ImportReport`: `python -m rag_core migrate`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, get_args, runtime_checkable
 
-from rag_core.types import ChunkRow, DocumentInfo, FloatArray, IndexInfo, IndexKind, IntArray, NewDocument
+from rag_core.types import (
+    Chunk,
+    ChunkRow,
+    DocumentInfo,
+    FloatArray,
+    IndexInfo,
+    IndexKind,
+    IntArray,
+    NewDocument,
+    Page,
+)
 
 NEW_DATA_DIR = "re-index into a new data dir (--data-dir NEW_DIR, then ingest the documents again)"
 
@@ -149,6 +161,50 @@ class KnowledgeStore(Protocol):
         and, for a current document, its old versions. The last document's deletion forgets the
         embedder."""
         ...
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """One stored version of a document with everything kept of it, to copy it into another store as it
+    is: its record (id, version, `replaces`, `added_at`, current or not), its pages, its chunks with their
+    ids, norms and unit vectors (`Chunk.tokens` is not stored: 0), and its original bytes (None if they
+    are missing)."""
+
+    info: DocumentInfo
+    pages: list[Page]
+    chunk_ids: IntArray
+    chunks: list[Chunk]
+    norms: FloatArray
+    vectors: FloatArray
+    original: bytes | None
+
+
+@dataclass(frozen=True)
+class StoreExport:
+    """A whole knowledge base, read for copying: its embedder and dimension (None when it is empty), the
+    next chunk id it would give, every version of every document (oldest first), and `read`, which
+    returns one of them complete. The source holds its writers off while an export is open."""
+
+    embedder: str | None
+    dimension: int | None
+    next_chunk_id: int
+    documents: list[DocumentInfo]
+    read: Callable[[DocumentInfo], StoredVersion]
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What a copy of a knowledge base into another store did. `already` when the target held exactly
+    these document versions before, so nothing was copied."""
+
+    documents: int
+    current: int
+    chunks: int
+    archived_chunks: int
+    missing_originals: int
+    embedder: str | None
+    dimension: int | None
+    already: bool = False
 
 
 def resolve_ref(docs: Sequence[DocumentInfo], ref: str) -> DocumentInfo:

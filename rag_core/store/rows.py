@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from rag_core.types import DocumentInfo, FloatArray, IntArray, NewDocument
+from rag_core.types import Chunk, DocumentInfo, FloatArray, IntArray, NewDocument, Page
 
 SQL_BATCH = 30_000  # below SQLite's smallest compiled-in limit on host parameters (32,766)
 DOCUMENTS = "SELECT id, name, sha256, kind, bytes, pages, chunks, added_at, version, current, replaces FROM documents"
@@ -149,6 +149,30 @@ def archived_vectors(db: sqlite3.Connection, document_id: str, dimension: int) -
     if not pairs:
         return np.zeros(0, dtype=np.int64), np.zeros((0, dimension), dtype=np.float32)
     return np.asarray([i for i, _ in pairs], dtype=np.int64), np.vstack([v for _, v in pairs])
+
+
+def pages_of(db: sqlite3.Connection, document_id: str) -> list[Page]:
+    """A stored version's pages, in order, with their labels and OCR flags."""
+    found = db.execute(
+        "SELECT page, text, label, COALESCE(ocr, 0) FROM pages WHERE document_id = ? ORDER BY page", (document_id,)
+    ).fetchall()
+    return [Page(int(n), str(t), None if label is None else str(label), bool(ocr)) for n, t, label, ocr in found]
+
+
+def chunks_of(
+    db: sqlite3.Connection, document_id: str, *, archived: bool
+) -> tuple[IntArray, list[Chunk], FloatArray, list[bytes]]:
+    """(ids, chunks, norms, vector blobs) of a version's chunks in id order: of the searched table, or of
+    `archived_chunks` with their vectors as float32 bytes (no blobs for the searched table, whose vectors
+    are in the index)."""
+    if archived:
+        sql = f"SELECT {CHUNK_COLUMNS}, vector FROM archived_chunks WHERE document_id = ? ORDER BY id"
+    else:
+        sql = f"SELECT {CHUNK_COLUMNS}, NULL FROM chunks WHERE document_id = ? ORDER BY id"
+    found = db.execute(sql, (document_id,)).fetchall()
+    ids = np.asarray([int(r[0]) for r in found], dtype=np.int64)
+    chunks = [Chunk(int(r[2]), int(r[3]), int(r[4]), str(r[5]), 0, str(r[7])) for r in found]
+    return ids, chunks, np.asarray([float(r[6]) for r in found], dtype=np.float32), [bytes(r[8] or b"") for r in found]
 
 
 def remove_document(db: sqlite3.Connection, document_id: str) -> None:
