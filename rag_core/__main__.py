@@ -10,14 +10,14 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag_core.config import Settings
 from rag_core.display import ocr_note
 from rag_core.loaders import SUPPORTED_SUFFIXES
-from rag_core.types import METRICS, MODES, IngestResult, JobFile, Stage
+from rag_core.types import METRICS, MODES, DocumentInfo, IngestResult, JobFile, Stage
 
 if TYPE_CHECKING:  # the engine pulls in torch: imported when a command needs it, not for --help
     from rag_core.engine import Engine
@@ -200,36 +200,43 @@ def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
-    from rag_core.store import AmbiguousDocument, DocumentNotFound
-
-    try:
-        doc = _engine(args, settings).restore(args.ref)
-    except (DocumentNotFound, AmbiguousDocument) as e:
-        if args.json:
-            print(json.dumps({"restored": None, "error": str(e)}))
-        _err(f"error: {e}")
-        return 1
-    if args.json:
-        print(json.dumps({"restored": doc.to_json(), "error": None}, ensure_ascii=False))
-    else:
-        print(f"restored {doc.name} version {doc.version} ({doc.document_id}): it is the current version again")
-    return 0
+    return _on_document(
+        args,
+        "restored",
+        lambda ref: _engine(args, settings).restore(ref),
+        lambda d: f"restored {d.name} version {d.version} ({d.document_id}): it is the current version again",
+    )
 
 
 def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
+    return _on_document(
+        args,
+        "deleted",
+        lambda ref: _engine(args, settings).delete(ref),
+        lambda d: f"deleted {d.name} ({d.document_id}, {d.chunks} chunks)",
+    )
+
+
+def _on_document(
+    args: argparse.Namespace,
+    verb: str,
+    act: Callable[[str], DocumentInfo],
+    said: Callable[[DocumentInfo], str],
+) -> int:
+    """Do `act` to the document `args.ref` names; a name that matches nothing (or several) exits 1."""
     from rag_core.store import AmbiguousDocument, DocumentNotFound
 
     try:
-        doc = _engine(args, settings).delete(args.ref)
+        doc = act(args.ref)
     except (DocumentNotFound, AmbiguousDocument) as e:
         if args.json:
-            print(json.dumps({"deleted": None, "error": str(e)}))
+            print(json.dumps({verb: None, "error": str(e)}))
         _err(f"error: {e}")
         return 1
     if args.json:
-        print(json.dumps({"deleted": doc.to_json(), "error": None}, ensure_ascii=False))
+        print(json.dumps({verb: doc.to_json(), "error": None}, ensure_ascii=False))
     else:
-        print(f"deleted {doc.name} ({doc.document_id}, {doc.chunks} chunks)")
+        print(said(doc))
     return 0
 
 
