@@ -1,11 +1,15 @@
-"""Chat: ask the HR-policy bot; every answer shows its passages with document, page and score."""
+"""Chat: ask the HR-policy bot; every answer shows its passages with document, page and score.
+
+Employees see the answer and its passages in plain words; administrators also see how each passage
+was ranked, the exact prompt, and can compare with an answer given without retrieval."""
 
 import streamlit as st
 
-from pages.common import generator, get_engine, metric, mode, require_router, stop_if_empty, top_k
+from pages.common import generator, get_engine, is_admin, metric, mode, require_router, stop_if_empty, top_k
 from rag_core.answer import AnswerStream, GeneratorError
 from rag_core.conversation import ChatMessage, export_json, export_markdown
 from rag_core.display import (
+    PLAIN_SIMILARITY_NOTE,
     SIMILARITY_NOTE,
     escape_markdown,
     evidence_label,
@@ -17,12 +21,13 @@ from rag_core.display import (
 
 require_router("pages/chat.py")
 engine = get_engine()
+admin = is_admin()
 st.title("Chat")
 
 stop_if_empty(engine)
 
 messages: list[ChatMessage] = st.session_state.setdefault("chat_messages", [])
-compare = st.toggle(
+compare = admin and st.toggle(
     "Compare with an answer without retrieval",
     key="chat_compare",
     help="The seed lab's experiment: the same generator answers once with the retrieved passages and "
@@ -37,13 +42,14 @@ def show_evidence(message: ChatMessage, question: str) -> None:
     # The passages the answer cites come first, the first one open; the number stays the answer's [n].
     ordered = evidence_order(message.hits, [c.number for c in message.citations])
     if ordered:
-        st.caption(SIMILARITY_NOTE)
+        st.caption(SIMILARITY_NOTE if admin else PLAIN_SIMILARITY_NOTE)
     for position, (number, hit, cited) in enumerate(ordered):
         opened = position == 0 and cited and message.grounded
         with st.expander(escape_markdown(evidence_label(number, hit)), expanded=opened):
-            st.caption(retrieval_detail(hit))
+            if admin:
+                st.caption(retrieval_detail(hit))
             st.markdown(highlight(hit.text, terms))
-    if message.prompt:
+    if message.prompt and admin:
         with st.expander("Prompt sent"):
             st.code(message.prompt, language=None, wrap_lines=True)
 

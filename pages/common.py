@@ -37,6 +37,7 @@ def require_router(page: str) -> None:
     if not st.session_state.get(ROUTER_FLAG) or not access_granted():  # app.py holds the password gate
         st.session_state[TARGET_KEY] = page
         st.switch_page("app.py")
+    sidebar_settings()  # drawn by the page's run, so every rerun of the page keeps it
 
 
 @st.cache_resource(show_spinner="Loading the embedding model…")
@@ -71,9 +72,14 @@ def stop_if_empty(engine: Engine) -> None:
 
 
 def sidebar_settings() -> None:
+    """Administrators get the Advanced settings; employees get none (the defaults are the measured best)
+    and a way to sign in as an administrator."""
     defaults = Settings.from_env()
-    with st.sidebar:
-        st.subheader("Settings")
+    if not is_admin():
+        with st.sidebar:
+            admin_sign_in()
+        return
+    with st.sidebar.expander("Advanced settings", icon=":material/tune:"):
         st.slider("Passages to retrieve (top-k)", 1, 20, defaults.top_k, key="settings_top_k")
         st.selectbox(
             "Similarity metric",
@@ -96,6 +102,11 @@ def sidebar_settings() -> None:
             key="settings_generator",
             help="extractive (quotes the documents, no model needed), hf:<model id or local dir> "
             "(a local language model), or openai:<base url>#<model> (Ollama, vLLM, llama.cpp server).",
+        )
+        st.caption(
+            f"Refusal thresholds: similarity below {defaults.min_score:g} (`RAG_MIN_SCORE`) or question "
+            f'coverage below {defaults.min_coverage:g} (`RAG_MIN_COVERAGE`) answers "the documents do not '
+            'cover this".'
         )
         where = "PostgreSQL (RAG_DATABASE_URL)" if defaults.database_url else f"`{defaults.data_dir}`"
         st.caption(f"Knowledge base: {where}")
@@ -179,6 +190,8 @@ def require_access(pages: Sequence[StreamlitPage] = ()) -> None:
     password = configured_password(APP_PASSWORD_ENV, "app_password")
     admin = configured_password(ADMIN_PASSWORD_ENV, "admin_password")
     if password is None:
+        if not is_admin():
+            return  # employees are not told how the server is configured
         st.sidebar.caption(
             ":material/lock_open: Open access: no password is set, so anyone who can reach this server can use "
             f"PolicyPal. Set `{APP_PASSWORD_ENV}` to require one."

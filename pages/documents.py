@@ -3,7 +3,7 @@ list with versions, restore an older version, delete with confirmation."""
 
 import streamlit as st
 
-from pages.common import admin_sign_in, get_engine, get_job_queue, is_admin, require_router
+from pages.common import get_engine, get_job_queue, is_admin, require_router
 from rag_core.display import escape_markdown, friendly_time, ocr_note
 from rag_core.ingest import BatchTooLarge
 from rag_core.types import IngestResult, Job
@@ -14,22 +14,19 @@ settings = engine.settings
 can_edit = is_admin()  # uploads, the sample and deletes may be restricted to administrators
 
 st.title("Documents")
+zone = st.context.timezone  # dates in the reader's own time
 if not can_edit:
     st.info(
-        "You can see which documents PolicyPal knows. Adding and deleting them is restricted to "
-        "administrators: sign in below if you are one.",
+        "These are the documents PolicyPal answers from. Your HR team adds and updates them.",
         icon=":material/visibility:",
     )
-    admin_sign_in()
 else:
     st.caption(
         "Upload PDF, Word (.docx), PowerPoint (.pptx), Excel (.xlsx), HTML, TXT or Markdown files; scanned "
-        "PDF pages are read by OCR. "
-        f"Each file may be up to {settings.max_file_mb:g} MB and "
-        f"{settings.max_pages} pages, {settings.max_files_per_batch} files per batch (the upload limit is set "
-        "in `.streamlit/config.toml`, the engine's in `RAG_MAX_FILE_MB`). The same file uploaded twice is "
-        "stored once; a file with the name of a document already here replaces it as its next version (the "
-        "older version is kept and can be restored below)."
+        f"PDF pages are read by OCR. Each file may be up to {settings.max_file_mb:g} MB and "
+        f"{settings.max_pages} pages, {settings.max_files_per_batch} files at a time. The same file uploaded "
+        "twice is stored once; a file with the name of a document already here replaces it as its next "
+        "version (the older version is kept and can be restored below)."
     )
 
 
@@ -65,7 +62,7 @@ def show_job(job: Job) -> None:
     elif job.status == "running":
         state = f"{job.finished_files} of {len(job.files)} files done"
     else:
-        state = f"done, {friendly_time(job.finished_at or job.created_at)}"
+        state = f"done, {friendly_time(job.finished_at or job.created_at, zone)}"
     st.markdown(f"**Upload of {len(job.files)} file(s)**: {state}")
     if job.error:
         st.error(f"The upload could not be processed: {escape_markdown(job.error)}", icon=":material/error:")
@@ -137,9 +134,9 @@ def library() -> None:
                 "name": d.name,
                 "version": d.version,
                 "pages": d.pages,
-                "chunks": d.chunks,
-                "added": friendly_time(d.added_at),
-                "id": d.document_id,
+                **({"passages": d.chunks} if can_edit else {}),
+                "added": friendly_time(d.added_at, zone),
+                **({"id": d.document_id} if can_edit else {}),
             }
             for d in docs
         ],
@@ -155,13 +152,13 @@ def library() -> None:
             st.caption("Kept for reference, never answered from. Restoring one makes it the current version again.")
             st.dataframe(
                 [
-                    {"name": d.name, "version": d.version, "pages": d.pages, "added": friendly_time(d.added_at)}
+                    {"name": d.name, "version": d.version, "pages": d.pages, "added": friendly_time(d.added_at, zone)}
                     for d in older
                 ],
                 hide_index=True,
                 width="stretch",
             )
-            names = {d.document_id: f"{d.name}, version {d.version} ({friendly_time(d.added_at)})" for d in older}
+            names = {d.document_id: f"{d.name}, version {d.version} ({friendly_time(d.added_at, zone)})" for d in older}
             chosen = st.selectbox("Version", list(names), format_func=names.__getitem__, key="documents_restore_choice")
             if st.button("Restore this version", key="documents_restore"):
                 engine.restore(chosen)

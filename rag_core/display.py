@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rag_core.types import Hit, IngestResult
 
@@ -124,21 +125,39 @@ def short_name(name: str, n: int = 40) -> str:
     return name if len(name) <= n else name[: n - 1] + "…"
 
 
-def friendly_time(iso: str) -> str:
-    """A stored ISO time as people write it, in UTC (the server's clock is not the reader's).
+def friendly_time(iso: str, timezone: str | None = None) -> str:
+    """A stored ISO time as people write it, in the reader's time zone when it is known (the browser
+    tells it), else in UTC, saying which.
 
     >>> friendly_time("2026-12-03T06:58:36+00:00")
     '3 Dec 2026, 06:58 UTC'
+    >>> friendly_time("2026-12-03T06:58:36+00:00", "Europe/Berlin")
+    '3 Dec 2026, 07:58'
     >>> friendly_time("not a time")
     'not a time'
     """
     try:
-        at = datetime.fromisoformat(iso).astimezone(UTC)
+        at = datetime.fromisoformat(iso)
     except ValueError:
         return iso
-    return f"{at.day} {at:%b %Y, %H:%M} UTC"
+    zone = _zone(timezone)
+    if zone is None:
+        return f"{at.astimezone(UTC):%-d %b %Y, %H:%M} UTC"
+    return f"{at.astimezone(zone):%-d %b %Y, %H:%M}"
 
 
+def _zone(name: str | None) -> ZoneInfo | None:
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+PLAIN_SIMILARITY_NOTE = (
+    "Similarity: how closely a passage matches your question, from 0 (not at all) to 1 (the same meaning)."
+)
 SIMILARITY_NOTE = (
     "Similarity: how close a passage is in meaning to the question, from 0 (unrelated) to 1 (the same); "
     "the cosine similarity of their embeddings, the same number wherever PolicyPal shows a score."

@@ -7,6 +7,7 @@ is given, from the environment or from st.secrets; a wrong one shows an error an
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,12 +130,12 @@ class TestAdminPassword:
         assert not at.get("file_uploader")  # ...but nothing changes it
         labels = [b.label for b in at.button]
         assert "Ingest" not in labels and "Delete…" not in labels
-        assert "restricted to administrators" in shown(at)
-        sign_in(at, "wrong", form="Sign in as administrator")
+        assert "Your HR team adds and updates them" in shown(at)
+        sign_in(at, "wrong", form="Sign in as administrator")  # in the sidebar, on every page
         assert "Wrong administrator password" in shown(at) and not at.get("file_uploader")
         sign_in(at, "admin pw", form="Sign in as administrator")
         assert at.get("file_uploader") and "Delete…" in [b.label for b in at.button]
-        assert "restricted to administrators" not in shown(at)
+        assert "Your HR team adds and updates them" not in shown(at)
 
     def test_no_sample_loading_without_the_admin_password(
         self, data_dir: Path, monkeypatch: pytest.MonkeyPatch
@@ -151,3 +152,43 @@ class TestAdminPassword:
         assert not at.get("file_uploader")  # staff: read-only
         at = sign_in(start(), "admin pw")
         assert at.get("file_uploader")  # one password for an administrator
+
+
+class TestTwoAudiences:
+    """An employee (no admin password given) asks and reads; nothing technical reaches their screen."""
+
+    JARGON = ("RAG_", "top-k", "cosine", "BM25", "bm25", "dense", "embedding", "Prompt sent", "/tmp", "chunks")
+
+    def test_an_employee_sees_chat_and_documents_in_plain_words(
+        self, one_document: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("RAG_ADMIN_PASSWORD", "admin pw")
+        at = start()
+        assert [t.value for t in at.title] == ["Chat"]  # an employee starts where they ask
+        assert not [w for w in at.sidebar if getattr(w, "key", None) and str(w.key).startswith("settings_")]
+        at.chat_input(key="chat_input").set_value("Can I work from home?").run()
+        assert not at.exception
+        labels = [re.sub(r"\\(.)", r"\1", e.label) for e in at.expander]  # as shown, Markdown escapes undone
+        assert any("policy.pdf · page 2 · similarity" in label for label in labels), labels
+        screen = shown(at) + "\n".join(labels) + "\n".join(str(c.value) for c in at.caption)
+        assert not [word for word in self.JARGON if word in screen], screen
+        assert not at.toggle  # no with/without-retrieval experiment
+        at.switch_page("pages/documents.py").run()
+        assert not at.exception and at.dataframe[0].value.columns.tolist() == ["name", "version", "pages", "added"]
+        screen = shown(at) + "\n".join(str(c.value) for c in at.caption)
+        assert not [word for word in self.JARGON if word in screen], screen
+
+    def test_an_administrator_gets_the_advanced_settings_and_every_page(
+        self, one_document: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("RAG_ADMIN_PASSWORD", "admin pw")
+        at = sign_in(start(), "admin pw", form="Sign in as administrator")
+        assert [w.key for w in at.sidebar if getattr(w, "key", None) and str(w.key).startswith("settings_")] == [
+            "settings_top_k",
+            "settings_metric",
+            "settings_mode",
+            "settings_generator",
+        ]
+        for page, title in (("analysis", "Analysis"), ("evaluate", "Evaluate"), ("documents", "Documents")):
+            at.switch_page(f"pages/{page}.py").run()
+            assert not at.exception and [t.value for t in at.title] == [title]
