@@ -4,7 +4,7 @@ list with versions, restore an older version, delete with confirmation."""
 import streamlit as st
 
 from pages.common import get_engine, get_job_queue, is_admin, require_router
-from rag_core.display import escape_markdown, friendly_time, ocr_note
+from rag_core.display import counted, escape_markdown, friendly_time, ocr_note
 from rag_core.ingest import BatchTooLarge
 from rag_core.types import IngestResult, Job
 
@@ -34,12 +34,13 @@ def show_result(r: IngestResult) -> None:
     name = escape_markdown(r.file)
     if r.status == "added":
         st.success(
-            f"**{name}**: added, {r.pages} pages, {r.chunks} chunks{ocr_note(r)}", icon=":material/check_circle:"
+            f"**{name}**: added, {counted(r.pages, 'page')}, {counted(r.chunks, 'passage')}{ocr_note(r)}",
+            icon=":material/check_circle:",
         )
     elif r.status == "updated":
         st.success(
-            f"**{name}**: updated, now version {r.version} ({r.pages} pages, {r.chunks} chunks{ocr_note(r)}); "
-            "the earlier version is kept but no longer answered from",
+            f"**{name}**: updated, now version {r.version} ({counted(r.pages, 'page')}, "
+            f"{counted(r.chunks, 'passage')}{ocr_note(r)}); the earlier version is kept but no longer answered from",
             icon=":material/published_with_changes:",
         )
     elif r.status == "duplicate":

@@ -4,7 +4,7 @@ import streamlit as st
 
 from pages.common import get_engine, require_router, stop_if_empty, top_k
 from rag_core.display import escape_markdown
-from rag_core.evaluation import SAMPLE_QA, QAFormatError, miss_rows, parse_qa, summary_rows
+from rag_core.evaluation import SAMPLE_QA, QAFormatError, miss_rows, missing_documents, parse_qa, summary_rows
 from rag_core.figures import metrics_figure
 from rag_core.types import MODES
 
@@ -38,6 +38,13 @@ except QAFormatError as e:
     st.error(escape_markdown(str(e)))
     st.stop()
 
+if missing := missing_documents(items, [d.name for d in engine.documents()]):
+    st.warning(
+        f"{len(missing)} document(s) these questions are about are not in the knowledge base, so their "
+        f"questions can only miss: {escape_markdown(', '.join(missing))}. "
+        + ("Load the sample HR policy on the Documents page first." if source[0] == SAMPLE_QA.name else ""),
+        icon=":material/warning:",
+    )
 with st.spinner(f"Scoring {len(items)} questions in {len(modes)} mode(s)…"):
     reports = engine.evaluate(items, modes, k=top_k())
 

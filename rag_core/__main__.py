@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag_core.config import Settings
-from rag_core.display import ocr_note
+from rag_core.display import counted, ocr_note
 from rag_core.loaders import SUPPORTED_SUFFIXES
 from rag_core.types import METRICS, MODES, DocumentInfo, IngestResult, JobFile, Stage
 
@@ -163,7 +163,8 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
                 tqdm.write(f"warning: {result.file}: {result.warning}", file=sys.stderr)
         else:
             detail = (
-                f"{result.pages} pages, {result.chunks} chunks, id {result.document_id}{ocr_note(result)}"
+                f"{counted(result.pages, 'page')}, {counted(result.chunks, 'chunk')}, id {result.document_id}"
+                f"{ocr_note(result)}"
                 if result.status != "failed"
                 else result.error
             )
@@ -329,7 +330,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
-    from rag_core.evaluation import QAFormatError, load_qa
+    from rag_core.evaluation import QAFormatError, load_qa, missing_documents
 
     try:
         items = load_qa(args.qa)
@@ -340,6 +341,11 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     if engine.is_empty():
         raise _UsageError(EMPTY_KB_MESSAGE)
     mode = args.mode or settings.mode
+    if missing := missing_documents(items, [d.name for d in engine.documents()]):
+        _err(
+            f"warning: {len(missing)} document(s) the questions expect are not in the knowledge base, so their "
+            f"questions can only miss: {', '.join(missing)} (ingest them first)"
+        )
     report = engine.evaluate(items, [mode], k=k, metric=args.metric, answers=True)[mode]
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))

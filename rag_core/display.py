@@ -125,6 +125,15 @@ def short_name(name: str, n: int = 40) -> str:
     return name if len(name) <= n else name[: n - 1] + "…"
 
 
+def counted(n: int, noun: str) -> str:
+    """`n` and the noun, singular for one.
+
+    >>> counted(1, "page"), counted(11, "page"), counted(0, "passage")
+    ('1 page', '11 pages', '0 passages')
+    """
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def friendly_time(iso: str, timezone: str | None = None) -> str:
     """A stored ISO time as people write it, in the reader's time zone when it is known (the browser
     tells it), else in UTC, saying which.

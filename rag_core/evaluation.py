@@ -40,6 +40,18 @@ class QAItem:
         return bool(self.document) and bool(self.pages)
 
 
+def missing_documents(items: Sequence[QAItem], names: Sequence[str]) -> list[str]:
+    """The documents the questions expect that are not among `names` (the knowledge base's), sorted: a
+    question about a missing document can only miss, so the score would say nothing about retrieval.
+
+    >>> q = QAItem("1", "Leave?", "handbook.pdf", [3])
+    >>> missing_documents([q, QAItem("2", "Pets?", None, [])], ["policy.pdf"])
+    ['handbook.pdf']
+    """
+    have = set(names)
+    return sorted({q.document for q in items if q.document and q.document not in have})
+
+
 def load_qa(path: str | Path) -> list[QAItem]:
     """Read a QA file (JSONL, or CSV by its .csv suffix); a bad line raises `QAFormatError`."""
     path = Path(path)

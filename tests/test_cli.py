@@ -249,7 +249,7 @@ def test_ingest_without_json_shows_table(
 ) -> None:
     pdf = pdf_maker(["Overtime is paid at time and a half."])
     code, out, _ = call(capsys, "ingest", str(pdf), "--data-dir", str(tmp_path / "kb"))
-    assert code == 0 and "added" in out and "1 pages" in out and "1 added, 0 updated, 0 duplicate, 0 failed" in out
+    assert code == 0 and "added" in out and "1 page," in out and "1 added, 0 updated, 0 duplicate, 0 failed" in out
 
 
 @needs_tesseract

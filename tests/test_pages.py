@@ -109,7 +109,7 @@ class TestDocuments:
         while JobQueue(data_dir).get(job.job_id).status != "done" and time.monotonic() < deadline:
             time.sleep(0.2)
         fresh = app("documents")  # another browser, or the same one after a reload
-        assert "remote.txt**: added, 1 pages" in texts(fresh)
+        assert "remote.txt**: added, 1 page, 1 passage" in texts(fresh)
         assert fresh.dataframe[0].value["name"].tolist() == ["remote.txt"]
         del at
 
@@ -260,6 +260,17 @@ class TestEvaluate:
         assert table["mode"].tolist() == ["dense", "bm25", "hybrid"]
         assert (table["questions"] == 6).all() and table["hit@5"].max() >= 0.8
         assert len(at.get("plotly_chart")) == 1
+        assert not at.warning  # the sample policy is in: nothing to warn about
+
+    def test_sample_questions_warn_when_their_document_is_missing(
+        self, data_dir: Path, embedder: Embedder, policy_pdf: Path
+    ) -> None:
+        ingest(data_dir, embedder, policy_pdf)
+        at = app("evaluate")
+        at.checkbox(key="evaluate_sample").check().run()
+        assert not at.exception
+        warning = plain(str(at.warning[0].value))
+        assert "northwind-sample-hr-policy.pdf" in warning and "Load the sample HR policy" in warning
 
     def test_bad_file_shows_what_is_wrong(self, data_dir: Path, embedder: Embedder, policy_pdf: Path) -> None:
         from rag_core.evaluation import QAFormatError, parse_qa
@@ -297,7 +308,7 @@ def test_a_scanned_document_says_it_was_read_by_ocr(tmp_path: Path, data_dir: Pa
     at = app("documents")
     at.session_state["documents_last_results"] = [result]  # what the page keeps after an upload
     at.run()
-    assert f"**parental-leave-scan.pdf**: added, 2 pages, {result.chunks} chunks, 2 pages read by OCR" in texts(at)
+    assert f"**parental-leave-scan.pdf**: added, 2 pages, {result.chunks} passages, 2 pages read by OCR" in texts(at)
     at = app("chat")
     at.chat_input(key="chat_input").set_value("How many weeks of parental leave do parents get?").run()
     labels = [plain(e.label) for e in at.expander]
