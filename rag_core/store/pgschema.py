@@ -13,6 +13,8 @@ database written by a newer PolicyPal is refused rather than misread.
     chunks           the searched chunks of current versions, each with its unit vector (pgvector); an
                      HNSW index (inner product) on the vectors once their dimension is known
     archived_chunks  the chunks of replaced versions with their vectors, never searched
+    jobs, job_files  ingestion jobs and their files, the uploaded bytes (bytea) until a job is done
+                     (rag_core.pgjobs; migration 2)
 
 Connections are pooled (`Pool`): opening one costs milliseconds, more than a search.
 """
@@ -89,6 +91,36 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE archived_chunks ADD PRIMARY KEY (id);
         ALTER TABLE archived_chunks ADD FOREIGN KEY (document_id) REFERENCES documents(id) ON DELETE CASCADE;
         CREATE INDEX archived_chunks_document ON archived_chunks(document_id);
+        """,
+    ),
+    (
+        2,
+        """
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            seq BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+            status TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            finished_at TEXT,
+            worker TEXT,
+            heartbeat TIMESTAMPTZ,
+            error TEXT
+        );
+        CREATE INDEX jobs_status ON jobs(status, seq);
+        CREATE TABLE job_files (
+            job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+            idx INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            status TEXT NOT NULL,
+            stage TEXT,
+            done INTEGER NOT NULL DEFAULT 0,
+            total INTEGER NOT NULL DEFAULT 0,
+            result TEXT,
+            data BYTEA,
+            PRIMARY KEY (job_id, idx)
+        );
         """,
     ),
 ]
