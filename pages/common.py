@@ -18,7 +18,7 @@ from streamlit.navigation.page import StreamlitPage
 
 from rag_core.config import Settings
 from rag_core.engine import Engine, serving_engine
-from rag_core.jobs import JobQueue, JobWorker
+from rag_core.jobs import JobQueue, JobWorker, open_job_queue
 from rag_core.types import METRICS, MODES, Metric, Mode
 
 T = TypeVar("T", bound=str)
@@ -52,15 +52,17 @@ def get_engine() -> Engine:
 
 
 @st.cache_resource(show_spinner=False)
-def _job_queue(data_dir: str) -> JobQueue:
-    """The upload queue, with this server's worker thread running its jobs (one per process)."""
-    queue = JobQueue(data_dir)
+def _job_queue(data_dir: str, database_url: str | None) -> JobQueue:
+    """The upload queue (in the data dir, or in the PostgreSQL database every server shares), with this
+    server's worker thread running its jobs (one per process)."""
+    queue = open_job_queue(Settings.from_env(data_dir=data_dir, database_url=database_url))
     JobWorker(_engine(data_dir), queue).start()
     return queue
 
 
 def get_job_queue() -> JobQueue:
-    return _job_queue(str(Settings.from_env().data_dir))
+    settings = Settings.from_env()
+    return _job_queue(str(settings.data_dir), settings.database_url)
 
 
 def stop_if_empty(engine: Engine) -> None:

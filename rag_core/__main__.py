@@ -437,9 +437,9 @@ def _train_with_bar(mined: TuneMined, out: Path, options: TuneOptions, settings:
 
 
 def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
-    from rag_core.jobs import JobQueue
+    from rag_core.jobs import open_job_queue
 
-    jobs = JobQueue(settings.data_dir).jobs(args.limit)
+    jobs = open_job_queue(settings).jobs(args.limit)
     if args.json:
         print(json.dumps([j.to_json() for j in jobs], ensure_ascii=False))
         return 0
@@ -461,10 +461,11 @@ def _job_summary(files: Sequence[JobFile], error: str | None) -> str:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from rag_core.jobs import JobQueue, JobWorker
+    from rag_core.jobs import JobWorker, open_job_queue
 
-    worker = JobWorker(_engine(args, settings), JobQueue(settings.data_dir))
-    _err(f"worker {worker.name} running jobs from {settings.data_dir}" + ("" if args.once else " (Ctrl-C stops)"))
+    queue = open_job_queue(settings)
+    worker = JobWorker(_engine(args, settings), queue)
+    _err(f"worker {worker.name} running jobs from {queue.location}" + ("" if args.once else " (Ctrl-C stops)"))
     while True:
         job = worker.run_once()
         if job is not None:

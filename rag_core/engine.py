@@ -11,6 +11,13 @@ plus the embedder they share, loaded on first use (listing or deleting documents
 After each write it brings the BM25 index up to date and tells its subscribers (`subscribe`) with a
 `KnowledgeChanged` event; the app subscribes the analysis map job, so the engine knows nothing of maps.
 A batch of uploads is one event, sent when the last concurrent batch ends.
+
+Several processes may share one knowledge base (app servers on one PostgreSQL database, workers,
+the CLI). Reads follow their writes by themselves: every search, BM25 lookup and map is keyed by the
+store generation it reads. `follow_other_writers`, which the app's engine runs, also does at once
+what the engine does after its own writes when another process has moved the generation (BM25
+rebuilt, an "external" event, so the map is computed in the background), sparing that work to the
+first user who asks.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from rag_core.types import (
 )
 
 Listener = Callable[[KnowledgeChanged], None]
+FOLLOW_S = 2.0  # how often the app's engine looks for other processes' writes (one small query)
 
 _log = logging.getLogger(__name__)
 
@@ -302,9 +310,53 @@ class Engine:
 
 
 def serving_engine(settings: Settings, *, embedder: Embedder | None = None) -> Engine:
-    """The engine as the app runs it: with `settings.background_map`, the Analysis page's map of each
-    new state is computed in the background after every change (the map job subscribes to the events)."""
+    """The engine as the app runs it: it follows other processes' writes (`follow_other_writers`), and
+    with `settings.background_map` the Analysis page's map of each new state is computed in the
+    background after every change, its own or another's (the map job subscribes to the events)."""
     engine = Engine(settings, embedder=embedder)
     if settings.background_map:
         engine.subscribe(maps.follow_changes(engine.store))
+    follow_other_writers(engine)
     return engine
+
+
+def follow_other_writers(engine: Engine, interval_s: float = FOLLOW_S) -> threading.Event:
+    """Watch the store's generation in a daemon thread; when a write this engine did not publish has
+    moved it (an upload through another app server, a worker on another machine, the CLI), refresh
+    BM25 and publish an "external" change, as after the engine's own writes. Set the returned event to
+    stop watching.
+
+    The engine's own writes publish their own event (a batch when it ends), so the watch waits them
+    out, and a generation the engine has published is not published again. Stops when the store's
+    directory is gone."""
+    stop = threading.Event()
+    seen = engine.store.generation()
+    lock = threading.Lock()
+
+    def published(event: KnowledgeChanged) -> None:
+        nonlocal seen
+        with lock:
+            seen = max(seen, event.generation)
+
+    def unpublished() -> int | None:
+        """The store's generation if neither this engine has published it nor a batch of its runs."""
+        generation = engine.store.generation()
+        with lock:
+            return None if generation == seen or engine._batches else generation
+
+    def watch() -> None:
+        nonlocal seen
+        while not stop.wait(interval_s) and engine.store.cache_dir.exists():
+            try:
+                # Seen twice, an interval apart: a write of this engine's own has published itself by then.
+                if unpublished() is None or stop.wait(interval_s) or (generation := unpublished()) is None:
+                    continue
+                with lock:
+                    seen = generation
+                engine._changed("external", [])
+            except Exception as e:  # the database restarting must not end the watch
+                _log.warning("could not follow the knowledge base's generation: %s", e)
+
+    engine.subscribe(published)
+    threading.Thread(target=watch, name="policypal-follow", daemon=True).start()
+    return stop

@@ -2,226 +2,58 @@
 
 Why: parsing and embedding a large upload takes minutes. Run inside the browser session that started
 it, a reload or a closed tab dropped the files silently. As a job it survives all of that: the files'
-bytes and the job's state are on disk first, a worker (a thread in every app server, or
+bytes and the job's state are stored first, a worker (a thread in every app server, or
 `python -m rag_core worker` as a process of its own) takes it, records each file's progress and result,
 and any page in any browser shows it.
+
+Where jobs are kept follows the knowledge base (`open_job_queue`): in the data dir with the local store
+(rag_core.localjobs), in the same PostgreSQL database with `database_url` (rag_core.pgjobs), where
+workers on several machines share them. Both keep the contract in rag_core.jobqueue.
 
 A worker that dies mid-job (the server killed, the machine rebooted) stops sending heartbeats; once its
 heartbeat is `stale_after` seconds old, the next worker to look takes the job over and re-runs its
 unfinished files. That is safe because an ingest is atomic and idempotent: a file the dead worker had
 stored completely is found by its hash (and reported as the worker that stored it would have), and a
-file it had half done left nothing in the store. Claiming is one `BEGIN IMMEDIATE` transaction, so
-two workers on one queue never take the same job.
-
-    jobs.sqlite3    jobs (state, owner, heartbeat) and job_files (name, hash, progress, result JSON)
-    jobs/<job_id>/  the uploaded bytes of a job's files, removed when the job is done
-
-What it leaves out: the PostgreSQL queue that several machines share (`FOR UPDATE SKIP LOCKED`).
+file it had half done left nothing in the store.
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
-import json
 import logging
-import os
-import shutil
-import socket
-import sqlite3
 import threading
-import time
-import uuid
-from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
-from rag_core.ingest import BatchTooLarge
-from rag_core.store.vectors import fsync_dir, fsync_file
-from rag_core.types import IngestResult, Job, JobFile, JobFileStatus, JobStatus, Stage, sha256_hex
+from rag_core.config import Settings
+from rag_core.jobqueue import HEARTBEAT_S, STALE_AFTER_S, JobQueue, worker_name
+from rag_core.localjobs import JOBS_DB, JOBS_DIR, LocalJobQueue
+from rag_core.types import IngestResult, Job, Stage
 
 if TYPE_CHECKING:
     from rag_core.engine import Engine
 
+__all__ = [
+    "JOBS_DB",
+    "JOBS_DIR",
+    "STALE_AFTER_S",
+    "JobQueue",
+    "JobWorker",
+    "LocalJobQueue",
+    "open_job_queue",
+    "worker_name",
+]
+
 _log = logging.getLogger(__name__)
 
-JOBS_DB = "jobs.sqlite3"
-JOBS_DIR = "jobs"
-STALE_AFTER_S = 30.0  # a running job whose worker has been silent this long is taken over
-HEARTBEAT_S = 2.0
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    status TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    started_at TEXT,
-    finished_at TEXT,
-    worker TEXT,
-    heartbeat REAL,
-    error TEXT
-);
-CREATE TABLE IF NOT EXISTS job_files (
-    job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
-    idx INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    status TEXT NOT NULL,
-    stage TEXT,
-    done INTEGER NOT NULL DEFAULT 0,
-    total INTEGER NOT NULL DEFAULT 0,
-    result TEXT,
-    PRIMARY KEY (job_id, idx)
-);
-CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, created_at);
-"""
 
+def open_job_queue(settings: Settings) -> JobQueue:
+    """The job queue of the knowledge base `settings` name: in its PostgreSQL database when
+    `database_url` is set, else in its data dir."""
+    if settings.database_url is not None:
+        from rag_core.pgjobs import PostgresJobQueue  # psycopg is loaded only when it is used
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def worker_name() -> str:
-    """Who runs a job, as `jobs` shows it: host, process and a short unique part."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-class JobQueue:
-    """The persisted jobs of one data dir. Safe to share between threads and processes."""
-
-    def __init__(self, data_dir: str | Path):
-        self.data_dir = Path(data_dir)
-        self.files_dir = self.data_dir / JOBS_DIR
-        self.files_dir.mkdir(parents=True, exist_ok=True)
-        self.db_path = self.data_dir / JOBS_DB
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
-
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.db_path, timeout=60, isolation_level=None, check_same_thread=False)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA foreign_keys=ON")
-            yield db
-        finally:
-            db.close()
-
-    # ---------------------------------------------------------------- submitting and reading
-
-    def submit(self, files: Sequence[tuple[str, bytes]], *, max_files: int | None = None) -> Job:
-        """Persist an upload as a queued job: the bytes on disk (fsynced), then the job's rows."""
-        if not files:
-            raise ValueError("a job needs at least one file")
-        if max_files is not None and len(files) > max_files:
-            raise BatchTooLarge(
-                f"{len(files)} files in one upload; the limit is {max_files} "
-                "(split the upload, or raise RAG_MAX_FILES_PER_BATCH)"
-            )
-        job_id = uuid.uuid4().hex[:16]
-        folder = self.files_dir / job_id
-        folder.mkdir()
-        for i, (_, data) in enumerate(files):
-            (folder / str(i)).write_bytes(data)
-            fsync_file(folder / str(i))
-        fsync_dir(folder)
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            db.execute("INSERT INTO jobs(id, status, created_at) VALUES (?, 'queued', ?)", (job_id, _now()))
-            db.executemany(
-                "INSERT INTO job_files(job_id, idx, name, sha256, status) VALUES (?, ?, ?, ?, 'queued')",
-                [(job_id, i, name, sha256_hex(data)) for i, (name, data) in enumerate(files)],
-            )
-            db.execute("COMMIT")
-        return self.get(job_id)
-
-    def get(self, job_id: str) -> Job:
-        jobs = self._read("WHERE id = ?", (job_id,))
-        if not jobs:
-            raise KeyError(f"no job {job_id!r}; list them with `python -m rag_core jobs`")
-        return jobs[0]
-
-    def jobs(self, limit: int = 50) -> list[Job]:
-        """The newest jobs first."""
-        return self._read("ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,))
-
-    def data(self, job_id: str, index: int) -> bytes:
-        return (self.files_dir / job_id / str(index)).read_bytes()
-
-    def _read(self, clause: str, args: Sequence[Any]) -> list[Job]:
-        with self._connect() as db:
-            db.execute("BEGIN")
-            rows = db.execute(
-                f"SELECT id, status, created_at, started_at, finished_at, worker, error FROM jobs {clause}", args
-            ).fetchall()
-            files: dict[str, list[JobFile]] = {str(r[0]): [] for r in rows}
-            marks = ",".join("?" * len(files))
-            for job_id, name, status, stage, done, total, result in db.execute(
-                "SELECT job_id, name, status, stage, done, total, result FROM job_files "
-                f"WHERE job_id IN ({marks}) ORDER BY job_id, idx",
-                list(files),
-            ):
-                parsed = None if result is None else IngestResult(**json.loads(result))
-                files[str(job_id)].append(JobFile(str(name), cast(JobFileStatus, status), stage, done, total, parsed))
-            db.execute("COMMIT")
-        return [
-            Job(str(r[0]), cast(JobStatus, r[1]), str(r[2]), r[3], r[4], r[5], files[str(r[0])], r[6]) for r in rows
-        ]
-
-    # ---------------------------------------------------------------- a worker's side
-
-    def claim(self, worker: str, stale_after: float = STALE_AFTER_S) -> Job | None:
-        """Take the oldest queued job, or a running one whose worker went silent; None if there is none."""
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")  # one claimer at a time, across processes
-            row = db.execute(
-                "SELECT id FROM jobs WHERE status = 'queued' OR (status = 'running' AND heartbeat < ?) "
-                "ORDER BY created_at, rowid LIMIT 1",
-                (time.time() - stale_after,),
-            ).fetchone()
-            if row is not None:
-                db.execute(
-                    "UPDATE jobs SET status = 'running', worker = ?, heartbeat = ?, "
-                    "started_at = COALESCE(started_at, ?) WHERE id = ?",
-                    (worker, time.time(), _now(), row[0]),
-                )
-            db.execute("COMMIT")
-        return None if row is None else self.get(str(row[0]))
-
-    def heartbeat(self, job_id: str, worker: str) -> bool:
-        """Say this worker still runs the job; False if another worker has taken it over."""
-        with self._connect() as db:
-            cur = db.execute(
-                "UPDATE jobs SET heartbeat = ? WHERE id = ? AND worker = ? AND status = 'running'",
-                (time.time(), job_id, worker),
-            )
-        return cur.rowcount == 1
-
-    def progress(self, job_id: str, index: int, stage: Stage, done: int, total: int) -> None:
-        with self._connect() as db:
-            db.execute(
-                "UPDATE job_files SET status = 'running', stage = ?, done = ?, total = ? WHERE job_id = ? AND idx = ?",
-                (stage, done, total, job_id, index),
-            )
-
-    def finish_file(self, job_id: str, index: int, result: IngestResult) -> None:
-        payload = json.dumps({**result.to_json(), "error_kind": result.error_kind, "warning": result.warning})
-        with self._connect() as db:
-            db.execute(
-                "UPDATE job_files SET status = ?, result = ? WHERE job_id = ? AND idx = ?",
-                (result.status, payload, job_id, index),
-            )
-
-    def finish(self, job_id: str, error: str | None = None) -> None:
-        """The job is done (each file has its result), or failed as a whole with `error` (the model
-        could not load, the disk is full...); either way its uploaded bytes are no longer needed."""
-        with self._connect() as db:
-            db.execute(
-                "UPDATE jobs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
-                ("done" if error is None else "failed", _now(), error, job_id),
-            )
-        shutil.rmtree(self.files_dir / job_id, ignore_errors=True)
+        return PostgresJobQueue(settings.database_url)
+    return LocalJobQueue(settings.data_dir)
 
 
 class JobWorker:
@@ -294,9 +126,9 @@ class JobWorker:
         return self
 
     def serve(self) -> None:
-        """Run jobs until `stop` (or until the data dir is gone): a failing job is logged and the loop
+        """Run jobs until `stop` (or until the queue's data dir is gone): a failing job is logged and the loop
         goes on."""
-        while not self._stop.is_set() and self.queue.data_dir.exists():
+        while not self._stop.is_set() and self.queue.usable():
             try:
                 ran = self.run_once()
             except Exception:  # the queue itself failed (a locked or full disk): try again later

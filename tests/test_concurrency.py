@@ -28,7 +28,7 @@ from streamlit.testing.v1 import AppTest
 from rag_core.config import Settings
 from rag_core.embedding import Embedder
 from rag_core.engine import Engine
-from rag_core.jobs import JobQueue
+from rag_core.jobs import LocalJobQueue
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 300
@@ -38,7 +38,7 @@ pytestmark = pytest.mark.slow
 
 def _wait_for_jobs(data_dir: Path) -> None:
     deadline = time.monotonic() + TIMEOUT
-    while any(j.status in ("queued", "running") for j in JobQueue(data_dir).jobs()):
+    while any(j.status in ("queued", "running") for j in LocalJobQueue(data_dir).jobs()):
         assert time.monotonic() < deadline, "the upload jobs did not finish"
         time.sleep(0.2)
 
@@ -198,7 +198,7 @@ def test_sessions_uploading_chatting_and_browsing_at_once(
     assert not any(t.is_alive() for t in threads), "a session hung"
     assert not errors, "\n".join(f"{k}: {v}" for k, v in errors.items())
 
-    results = {(j.job_id, f.name): f.result for j in JobQueue(data_dir).jobs() for f in j.files}
+    results = {(j.job_id, f.name): f.result for j in LocalJobQueue(data_dir).jobs() for f in j.files}
     assert len(results) == 5 and all(r is not None for r in results.values())
     parking = sorted(r.status for (_, name), r in results.items() if name == "parking.pdf" and r is not None)
     assert parking == ["added", "duplicate"]  # the same bytes at the same moment: stored once

@@ -101,12 +101,12 @@ class TestDocuments:
         assert not at.exception and engine.documents() == []
 
     def test_an_upload_is_a_job_any_session_sees_with_its_results(self, data_dir: Path, embedder: Embedder) -> None:
-        from rag_core.jobs import JobQueue
+        from rag_core.jobs import LocalJobQueue
 
         at = app("documents")  # starts this server's worker
-        job = JobQueue(data_dir).submit([("remote.txt", b"Remote work needs manager approval. " * 10)])
+        job = LocalJobQueue(data_dir).submit([("remote.txt", b"Remote work needs manager approval. " * 10)])
         deadline = time.monotonic() + TIMEOUT
-        while JobQueue(data_dir).get(job.job_id).status != "done" and time.monotonic() < deadline:
+        while LocalJobQueue(data_dir).get(job.job_id).status != "done" and time.monotonic() < deadline:
             time.sleep(0.2)
         fresh = app("documents")  # another browser, or the same one after a reload
         assert "remote.txt**: added, 1 page, 1 passage" in texts(fresh)

@@ -13,6 +13,8 @@ database written by a newer PolicyPal is refused rather than misread.
     chunks           the searched chunks of current versions, each with its unit vector (pgvector); an
                      HNSW index (inner product) on the vectors once their dimension is known
     archived_chunks  the chunks of replaced versions with their vectors, never searched
+    jobs, job_files  ingestion jobs and their files, the uploaded bytes (bytea) until a job is done
+                     (rag_core.pgjobs; migration 2)
 
 Connections are pooled (`Pool`): opening one costs milliseconds, more than a search. A connection lost
 while in use (the server restarted, an administrator ended it, the network dropped) becomes
@@ -97,6 +99,36 @@ MIGRATIONS: list[tuple[int, str]] = [
     ),
     # 2: pages.ocr, whether a page's text was read by OCR (as the local store's pages.ocr)
     (2, "ALTER TABLE pages ADD COLUMN ocr BOOLEAN NOT NULL DEFAULT FALSE;"),
+    (
+        3,  # the upload queue: jobs and their files, bytes included (machines share no disk)
+        """
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            seq BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+            status TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            finished_at TEXT,
+            worker TEXT,
+            heartbeat TIMESTAMPTZ,
+            error TEXT
+        );
+        CREATE INDEX jobs_status ON jobs(status, seq);
+        CREATE TABLE job_files (
+            job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+            idx INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            status TEXT NOT NULL,
+            stage TEXT,
+            done INTEGER NOT NULL DEFAULT 0,
+            total INTEGER NOT NULL DEFAULT 0,
+            result TEXT,
+            data BYTEA,
+            PRIMARY KEY (job_id, idx)
+        );
+        """,
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
