@@ -13,6 +13,7 @@ database written by a newer PolicyPal is refused rather than misread.
     chunks           the searched chunks of current versions, each with its unit vector (pgvector); an
                      HNSW index (inner product) on the vectors once their dimension is known
     archived_chunks  the chunks of replaced versions with their vectors, never searched
+    question_log     answered questions with their citations and feedback (rag_core.insights)
 
 Connections are pooled (`Pool`): opening one costs milliseconds, more than a search. A connection lost
 while in use (the server restarted, an administrator ended it, the network dropped) becomes
@@ -97,6 +98,27 @@ MIGRATIONS: list[tuple[int, str]] = [
     ),
     # 2: pages.ocr, whether a page's text was read by OCR (as the local store's pages.ocr)
     (2, "ALTER TABLE pages ADD COLUMN ocr BOOLEAN NOT NULL DEFAULT FALSE;"),
+    # 3: the question log (rag_core.insights): answered questions, their citations and the feedback on them
+    (
+        3,
+        """
+        CREATE TABLE question_log (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            asked_at TEXT NOT NULL,
+            question TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            grounded BOOLEAN NOT NULL,
+            best_score DOUBLE PRECISION,
+            citations TEXT NOT NULL,
+            generation BIGINT NOT NULL,
+            feedback TEXT,
+            reason TEXT,
+            feedback_at TEXT,
+            user_name TEXT
+        );
+        CREATE INDEX question_log_asked ON question_log(asked_at);
+        """,
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
