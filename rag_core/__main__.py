@@ -479,7 +479,7 @@ def cmd_insights(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.days < 1:
         raise _UsageError(f"--days must be >= 1; got {args.days}")
-    report = _engine(args, settings).insights(args.days)
+    report = _engine(args, settings).questions.report(args.days)
     print(json.dumps(report.to_json(), ensure_ascii=False) if args.json else report_text(report))
     return 0
 

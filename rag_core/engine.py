@@ -6,7 +6,7 @@ It builds the services from `Settings` and holds nothing else of its own:
     ingestor   files -> stored documents (rag_core.ingest)
     searcher   dense, BM25 and hybrid retrieval (rag_core.search)
     answerer   hits -> a cited answer or a plain "not found" (rag_core.answer)
-    questions  the question log and the feedback on answers (rag_core.insights), opened on first use
+    questions  the question log, feedback on answers and the Insights report (rag_core.insights)
 
 plus the embedder they share, loaded on first use (listing or deleting documents needs no model).
 After each write it brings the BM25 index up to date and tells its subscribers (`subscribe`) with a
@@ -30,7 +30,7 @@ from rag_core.config import Settings
 from rag_core.embedding import Embedder, shared_embedder
 from rag_core.evaluation import EvalReport, QAItem, evaluate
 from rag_core.ingest import BatchProgress, Ingestor, IngestProgress
-from rag_core.insights import QuestionLog, insights, open_question_log
+from rag_core.insights import Questions
 from rag_core.search import Searcher
 from rag_core.store import open_store
 from rag_core.types import (
@@ -38,11 +38,9 @@ from rag_core.types import (
     Answer,
     ChangeKind,
     DocumentInfo,
-    Feedback,
     FloatArray,
     Hit,
     IngestResult,
-    InsightsReport,
     KnowledgeChanged,
     Metric,
     Mode,
@@ -84,16 +82,11 @@ class Engine:
 
         # the judge and the extractive answerer read the same sentences: each is embedded once
         self.sentence_cache = encode = EncodeCache(embed)
-        judge = CoverageJudge(
-            encode,
-            self.searcher.lexical.vocabulary,
-            min_score=settings.min_score,
-            min_coverage=settings.min_coverage,
-        )
+        vocabulary = self.searcher.lexical.vocabulary
+        judge = CoverageJudge(encode, vocabulary, min_score=settings.min_score, min_coverage=settings.min_coverage)
         self.answerer = Answerer(settings.generator, encode, judge, allow_downloads=settings.allow_downloads)
         self.ingestor = Ingestor(settings, self.store, lambda: self.embedder, self._stored)
-        self._questions: QuestionLog | None = None
-        self._questions_lock = threading.Lock()
+        self.questions = Questions(settings, self.store.generation, lambda texts: self.embedder.encode_query(texts))
 
     @property
     def embedder(self) -> Embedder:
@@ -287,38 +280,6 @@ class Engine:
         return self.answer_stream(
             question, history=history, k=k, metric=metric, generator=generator, no_context=no_context, mode=mode
         ).result()
-
-    # ---------------------------------------------------------------- question log and insights
-
-    @property
-    def questions(self) -> QuestionLog:
-        """The question log (rag_core.insights), opened on first use: in the knowledge base's PostgreSQL
-        database, or insights.sqlite3 in the data dir."""
-        with self._questions_lock:
-            if self._questions is None:
-                self._questions = open_question_log(self.settings)
-            return self._questions
-
-    def log_question(self, answer: Answer, *, user: str | None = None) -> int | None:
-        """Log a complete answer (call it once the stream has ended); the id to give feedback with, or
-        None when logging is off (RAG_LOG_QUESTIONS=0) or the log could not be written (a warning is
-        logged: a log fault never fails the answer). `user` is kept only with RAG_LOG_USER=1."""
-        if not self.settings.log_questions:
-            return None
-        try:
-            return self.questions.log(answer, self.store.generation(), user=user)
-        except Exception as e:  # a full disk or a lost database connection must not cost the user the answer
-            _log.warning("the question could not be logged: %s", e)
-            return None
-
-    def feedback(self, question_id: int, up: bool, reason: str | None = None) -> Feedback:
-        """Thumbs up or down on a logged answer; `reason` (down votes) one of FEEDBACK_REASONS. Raises
-        ValueError for another reason, QuestionNotFound for an id the log does not hold."""
-        return self.questions.feedback(question_id, up, reason)
-
-    def insights(self, days: int = 30) -> InsightsReport:
-        """The Insights report over the last `days` days of the question log (rag_core.insights)."""
-        return insights(self.questions, self.embedder.encode_query, days, weak_score=self.settings.weak_score)
 
     # ---------------------------------------------------------------- looking inside
 

@@ -160,13 +160,13 @@ class TestLog:
 class TestEngine:
     def test_logging_follows_the_setting(self, tmp_path: Path, embedder: Embedder) -> None:
         on = Engine(Settings(data_dir=tmp_path / "on"), embedder=embedder)
-        qid = on.log_question(answer("How much leave?"), user="alice")
-        assert qid is not None and on.feedback(qid, False, "outdated").reason == "outdated"
-        [q] = on.questions.questions()
+        qid = on.questions.record(answer("How much leave?"), user="alice")
+        assert qid is not None and on.questions.feedback(qid, False, "outdated").reason == "outdated"
+        [q] = on.questions.log.questions()
         assert q.generation == on.store.generation() and q.user is None and q.feedback == "down"
         off = Engine(Settings(data_dir=tmp_path / "off", log_questions=False), embedder=embedder)
-        assert off.log_question(answer("How much leave?")) is None
-        assert off.questions.questions() == []
+        assert off.questions.record(answer("How much leave?")) is None
+        assert off.questions.log.questions() == [] and off.questions.note is None
 
 
 PARKING = ["Where can I park my car at the office?", "Is there a parking allowance?", "How do I get a parking permit?"]
@@ -249,10 +249,10 @@ class TestCommandLine:
         kb = tmp_path / "kb"
         engine = Engine(Settings(data_dir=kb), embedder=embedder)
         for q in PARKING:
-            engine.log_question(answer(q, grounded=False, score=0.1))
-        qid = engine.log_question(answer("How much leave?"))
+            engine.questions.record(answer(q, grounded=False, score=0.1))
+        qid = engine.questions.record(answer("How much leave?"))
         assert qid is not None
-        engine.feedback(qid, False, "incomplete")
+        engine.questions.feedback(qid, False, "incomplete")
         assert main(["insights", "--json", "--days", "5", "--data-dir", str(kb)]) == 0
         out = json.loads(capsys.readouterr().out)
         assert set(out) == REPORT_KEYS and out["days"] == 5 and out["questions"] == 4 and out["refused"] == 3

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from rag_core.config import Settings
 from rag_core.insights.log import QuestionLog
 from rag_core.insights.topics import MAX_CLUSTERED, TOPIC_SIMILARITY, cluster, topic_words
 from rag_core.types import CitedCount, DayCount, FloatArray, InsightsReport, LoggedQuestion, Topic
@@ -158,3 +159,18 @@ def report_text(report: InsightsReport) -> str:
     lines += ["", "Thumbs-down answers:"]
     lines += [f"  {q.asked_at}  [{q.reason or 'no reason'}]  {q.question}" for q in report.thumbs_down] or ["  (none)"]
     return "\n".join(lines)
+
+
+def log_note(settings: Settings) -> str | None:
+    """The note the chat shows while questions are logged (None when they are not).
+
+    >>> log_note(Settings(log_retention_days=30))
+    'Questions and answers are logged (without your name) for 30 days to improve the documents.'
+    >>> log_note(Settings(log_questions=False)) is None
+    True
+    """
+    if not settings.log_questions:
+        return None
+    kept = f"for {settings.log_retention_days} days" if settings.log_retention_days else "until deleted"
+    who = "with your user name" if settings.log_user else "(without your name)"
+    return f"Questions and answers are logged {who} {kept} to improve the documents."
