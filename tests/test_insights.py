@@ -168,6 +168,31 @@ class TestEngine:
         assert off.questions.record(answer("How much leave?")) is None
         assert off.questions.log.questions() == [] and off.questions.note is None
 
+    def test_a_log_fault_never_fails_the_answer(
+        self, tmp_path: Path, embedder: Embedder, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        engine = Engine(Settings(data_dir=tmp_path / "kb"), embedder=embedder)
+
+        def broken(answer: Answer, generation: int, *, user: str | None = None) -> int:
+            raise OSError("disk full")
+
+        engine.questions.log.log = broken  # type: ignore[method-assign]
+        assert engine.questions.record(answer("How much leave?")) is None
+        assert "could not be logged: disk full" in caplog.text
+
+    def test_with_postgresql_the_log_lives_in_the_knowledge_base_database(
+        self, tmp_path: Path, embedder: Embedder, pg_url: str
+    ) -> None:
+        import psycopg
+
+        engine = Engine(Settings(data_dir=tmp_path / "cache", database_url=pg_url), embedder=embedder)
+        qid = engine.questions.record(answer("How much leave?"))
+        assert qid is not None and engine.questions.feedback(qid, True).vote == "up"
+        with psycopg.connect(pg_url) as db:
+            assert db.execute("SELECT question, feedback FROM question_log").fetchall() == [("How much leave?", "up")]
+        assert not (tmp_path / "cache" / "insights.sqlite3").exists()
+        engine.questions.close()
+
 
 PARKING = ["Where can I park my car at the office?", "Is there a parking allowance?", "How do I get a parking permit?"]
 PETS = ["Can I bring my dog to the office?", "Are pets allowed at work?"]

@@ -8,8 +8,8 @@
 
 `open_question_log(settings)` picks the log for the settings: PostgreSQL when `database_url` is set,
 else the data dir; with the settings' retention (RAG_LOG_RETENTION_DAYS) and identity choice
-(RAG_LOG_USER). Whether questions are logged at all (RAG_LOG_QUESTIONS) is the engine's decision: the
-log itself is opened to read the Insights even when logging is off.
+(RAG_LOG_USER). Whether answers are logged at all (RAG_LOG_QUESTIONS) is `Questions.record`'s
+decision: the log itself is still opened to read the report when logging is off.
 """
 
 from __future__ import annotations
