@@ -295,3 +295,9 @@ class TestCommandLine:
         assert main(["insights", "--days", "5", "--data-dir", str(kb)]) == 0
         assert "Questions since" in capsys.readouterr().out
         assert main(["insights", "--days", "0", "--data-dir", str(kb)]) == 2
+
+    def test_the_json_contract_is_documented(self) -> None:
+        doc = (Path(__file__).resolve().parent.parent / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+        contract = doc[doc.index("python -m rag_core insights") : doc.index("python -m rag_core migrate")]
+        keys = REPORT_KEYS | QUESTION_KEYS | {"date", "label", "words", "count", "last_asked", "examples"}
+        assert not [k for k in sorted(keys) if f'"{k}"' not in contract]
