@@ -94,6 +94,10 @@ def _parser() -> argparse.ArgumentParser:
     jo.add_argument("--limit", type=int, default=20, help="newest jobs to list (default 20)")
     wo = sub.add_parser("worker", parents=[common], help="run ingestion jobs as they are queued, until Ctrl-C")
     wo.add_argument("--once", action="store_true", help="run the jobs waiting now, then exit")
+    ins = sub.add_parser(
+        "insights", parents=[common], help="what employees asked, what the documents miss, thumbs-down answers"
+    )
+    ins.add_argument("--days", type=int, default=30, help="the last N days of the question log (default 30)")
     mi = sub.add_parser(
         "migrate", parents=[common], help="copy the embedded knowledge base (--data-dir) into PostgreSQL as it is"
     )
@@ -477,6 +481,16 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             time.sleep(worker.poll_s)
 
 
+def cmd_insights(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.insights import report_text
+
+    if args.days < 1:
+        raise _UsageError(f"--days must be >= 1; got {args.days}")
+    report = _engine(args, settings).questions.report(args.days)
+    print(json.dumps(report.to_json(), ensure_ascii=False) if args.json else report_text(report))
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from dataclasses import asdict
 
@@ -534,6 +548,7 @@ _COMMANDS = {
     "tune": cmd_tune,
     "jobs": cmd_jobs,
     "worker": cmd_worker,
+    "insights": cmd_insights,
     "migrate": cmd_migrate,
 }
 

@@ -53,6 +53,10 @@ ENV_VARS: dict[str, str] = {
     "min_score": "RAG_MIN_SCORE",
     "min_coverage": "RAG_MIN_COVERAGE",
     "scoping": "RAG_SCOPING",
+    "log_questions": "RAG_LOG_QUESTIONS",
+    "log_retention_days": "RAG_LOG_RETENTION_DAYS",
+    "log_user": "RAG_LOG_USER",
+    "weak_score": "RAG_WEAK_SCORE",
 }
 
 
@@ -137,6 +141,16 @@ class Settings:
     # answerable and uncovered questions (benchmarks/eval_refusal.py).
     min_score: float = 0.25
     min_coverage: float = 0.21
+    # The question log (rag_core.insights): each answered question with its answer, citations, best
+    # passage score and the feedback on it, kept log_retention_days days (0: kept until deleted), in
+    # data_dir's insights.sqlite3 or, with database_url, in that database. No user identity unless
+    # log_user. An answer is "weakly grounded" on the Insights page when it was given (not refused:
+    # min_score and min_coverage decide that) from a best passage whose cosine is below weak_score; a
+    # weak_score at or below min_score flags none.
+    log_questions: bool = True
+    log_retention_days: int = 90
+    log_user: bool = False
+    weak_score: float = 0.4
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -200,6 +214,13 @@ class Settings:
             )
         if not -1.0 <= self.min_score <= 1.0:
             raise ValueError(f"min_score must be between -1 and 1 (a cosine); got min_score={self.min_score}")
+        if self.log_retention_days < 0:
+            raise ValueError(
+                "log_retention_days must be >= 0 (0 = keep until deleted); "
+                f"got log_retention_days={self.log_retention_days}"
+            )
+        if not -1.0 <= self.weak_score <= 1.0:
+            raise ValueError(f"weak_score must be between -1 and 1 (a cosine); got weak_score={self.weak_score}")
         if not self.embedder.strip():
             raise ValueError("embedder must be a model id or a local path; got an empty string")
 

@@ -6,6 +6,7 @@ It builds the services from `Settings` and holds nothing else of its own:
     ingestor   files -> stored documents (rag_core.ingest)
     searcher   dense, BM25 and hybrid retrieval (rag_core.search)
     answerer   hits -> a cited answer or a plain "not found" (rag_core.answer)
+    questions  the question log, feedback on answers and the Insights report (rag_core.insights)
 
 plus the embedder they share, loaded on first use (listing or deleting documents needs no model).
 After each write it brings the BM25 index up to date and tells its subscribers (`subscribe`) with a
@@ -36,6 +37,7 @@ from rag_core.config import Settings
 from rag_core.embedding import Embedder, shared_embedder
 from rag_core.evaluation import EvalReport, QAItem, evaluate
 from rag_core.ingest import BatchProgress, Ingestor, IngestProgress
+from rag_core.insights import Questions
 from rag_core.search import Searcher
 from rag_core.store import open_store
 from rag_core.types import (
@@ -88,14 +90,11 @@ class Engine:
 
         # the judge and the extractive answerer read the same sentences: each is embedded once
         self.sentence_cache = encode = EncodeCache(embed)
-        judge = CoverageJudge(
-            encode,
-            self.searcher.lexical.vocabulary,
-            min_score=settings.min_score,
-            min_coverage=settings.min_coverage,
-        )
+        vocabulary = self.searcher.lexical.vocabulary
+        judge = CoverageJudge(encode, vocabulary, min_score=settings.min_score, min_coverage=settings.min_coverage)
         self.answerer = Answerer(settings.generator, encode, judge, allow_downloads=settings.allow_downloads)
         self.ingestor = Ingestor(settings, self.store, lambda: self.embedder, self._stored)
+        self.questions = Questions(settings, self.store.generation, lambda texts: self.embedder.encode_query(texts))
 
     @property
     def embedder(self) -> Embedder:

@@ -421,3 +421,102 @@ class Job:
 
     def to_json(self) -> dict[str, object]:
         return json_of(self)
+
+
+# ---------------------------------------------------------------------------- question log and insights
+
+Vote = Literal["up", "down"]
+FeedbackReason = Literal["wrong", "outdated", "incomplete", "not what I asked"]
+FEEDBACK_REASONS: tuple[FeedbackReason, ...] = get_args(FeedbackReason)
+
+
+@dataclass(frozen=True)
+class CitedPage:
+    """A document page an answer cited (rag_core.insights keeps these, not the passages)."""
+
+    document: str
+    page: int
+
+
+@dataclass(frozen=True)
+class LoggedQuestion:
+    """One answered question as the question log keeps it, with the feedback given on its answer.
+
+    `best_score` is the highest cosine of the question with a retrieved passage (None: no passage was
+    retrieved); `generation` the knowledge base generation it was answered from; `user` stays None
+    unless the deployment turns identities on (RAG_LOG_USER)."""
+
+    id: int
+    asked_at: str  # ISO 8601, UTC, seconds
+    question: str
+    answer: str
+    grounded: bool
+    best_score: float | None
+    citations: list[CitedPage]
+    generation: int
+    feedback: Vote | None = None
+    reason: FeedbackReason | None = None
+    feedback_at: str | None = None
+    user: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return json_of(self)
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A thumbs up or down on one logged answer, with an optional reason (down votes)."""
+
+    question_id: int
+    vote: Vote
+    reason: FeedbackReason | None
+    given_at: str
+
+    def to_json(self) -> dict[str, object]:
+        return json_of(self)
+
+
+@dataclass(frozen=True)
+class DayCount:
+    date: str  # YYYY-MM-DD, UTC
+    questions: int
+    refused: int
+
+
+@dataclass(frozen=True)
+class CitedCount:
+    """How many logged answers cited a document (page None) or one page of it."""
+
+    document: str
+    page: int | None
+    citations: int
+
+
+@dataclass(frozen=True)
+class Topic:
+    """Refused or weakly grounded questions that embed close together: what the documents miss."""
+
+    label: str  # its most telling words, joined by ", "
+    words: list[str]
+    count: int
+    last_asked: str
+    examples: list[str]  # newest first
+
+
+@dataclass(frozen=True)
+class InsightsReport:
+    """What `python -m rag_core insights` prints and the Insights page shows (docs/ARCHITECTURE.md)."""
+
+    days: int
+    since: str  # the first day counted, YYYY-MM-DD
+    questions: int
+    refused: int
+    weak: int
+    per_day: list[DayCount]
+    documents: list[CitedCount]
+    pages: list[CitedCount]
+    topics: list[Topic]
+    thumbs_down: list[LoggedQuestion]
+
+    def to_json(self) -> dict[str, object]:
+        return json_of(self)

@@ -14,7 +14,8 @@ database written by a newer PolicyPal is refused rather than misread.
                      HNSW index (inner product) on the vectors once their dimension is known
     archived_chunks  the chunks of replaced versions with their vectors, never searched
     jobs, job_files  ingestion jobs and their files, the uploaded bytes (bytea) until a job is done
-                     (rag_core.pgjobs; migration 2)
+                     (rag_core.pgjobs; migration 3)
+    question_log     answered questions with their citations and feedback (rag_core.insights)
 
 Connections are pooled (`Pool`): opening one costs milliseconds, more than a search. A connection lost
 while in use (the server restarted, an administrator ended it, the network dropped) becomes
@@ -127,6 +128,27 @@ MIGRATIONS: list[tuple[int, str]] = [
             data BYTEA,
             PRIMARY KEY (job_id, idx)
         );
+        """,
+    ),
+    # 4: the question log (rag_core.insights): answered questions, their citations and the feedback on them
+    (
+        4,
+        """
+        CREATE TABLE question_log (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            asked_at TEXT NOT NULL,
+            question TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            grounded BOOLEAN NOT NULL,
+            best_score DOUBLE PRECISION,
+            citations TEXT NOT NULL,
+            generation BIGINT NOT NULL,
+            feedback TEXT,
+            reason TEXT,
+            feedback_at TEXT,
+            user_name TEXT
+        );
+        CREATE INDEX question_log_asked ON question_log(asked_at);
         """,
     ),
 ]
