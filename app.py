@@ -18,6 +18,7 @@ if admin:
     pages += [
         st.Page("pages/analysis.py", title="Analysis", icon=":material/scatter_plot:", url_path="analysis"),
         st.Page("pages/evaluate.py", title="Evaluate", icon=":material/fact_check:", url_path="evaluate"),
+        st.Page("pages/insights.py", title="Insights", icon=":material/insights:", url_path="insights"),
     ]
 require_access(pages)  # the password form and nothing else, when RAG_APP_PASSWORD is set
 st.session_state[ROUTER_FLAG] = True  # only now: a page run directly before sign-in comes back here

@@ -18,6 +18,7 @@ from rag_core.display import (
     query_terms,
     retrieval_detail,
 )
+from rag_core.types import FEEDBACK_REASONS
 
 require_router("pages/chat.py")
 engine = get_engine()
@@ -25,6 +26,8 @@ admin = is_admin()
 st.title("Chat")
 
 stop_if_empty(engine)
+if note := engine.questions.note:
+    st.caption(note)
 
 messages: list[ChatMessage] = st.session_state.setdefault("chat_messages", [])
 compare = admin and st.toggle(
@@ -58,6 +61,25 @@ def show_message(m: ChatMessage, question: str) -> None:
     st.markdown(escape_markdown(m.content))
     if m.role == "assistant":
         show_evidence(m, question)
+        show_feedback(m)
+
+
+def show_feedback(m: ChatMessage) -> None:
+    """Thumbs up or down on a logged answer, and for a thumbs down an optional reason; each choice is
+    stored at once (a later one replaces it)."""
+    qid = m.question_id
+    if qid is None:
+        return
+
+    def send() -> None:
+        vote = st.session_state.get(f"chat_vote_{qid}")
+        if vote is not None:
+            reason = st.session_state.get(f"chat_reason_{qid}") if vote == 0 else None
+            engine.questions.feedback(qid, up=vote == 1, reason=reason)
+
+    st.feedback("thumbs", key=f"chat_vote_{qid}", on_change=send)
+    if st.session_state.get(f"chat_vote_{qid}") == 0:
+        st.pills("What was wrong? (optional)", FEEDBACK_REASONS, key=f"chat_reason_{qid}", on_change=send)
 
 
 def stream_reply(stream: AnswerStream) -> ChatMessage:
@@ -66,7 +88,8 @@ def stream_reply(stream: AnswerStream) -> ChatMessage:
         st.write_stream(escape_markdown(piece) for piece in stream)
     except GeneratorError as e:
         st.error(escape_markdown(f"The generator stopped: {e}"))
-    reply = ChatMessage.from_answer(stream.result())
+    answer = stream.result()
+    reply = ChatMessage.from_answer(answer)
     show_evidence(reply, stream.question)
     return reply
 
@@ -89,17 +112,19 @@ if prompt := st.chat_input("Ask about your company's policies", key="chat_input"
     with st.chat_message("assistant"):
 
         def ask(question: str, no_context: bool = False) -> ChatMessage:
-            return stream_reply(
-                engine.answer_stream(
-                    question,
-                    history=history,
-                    k=top_k(),
-                    metric=metric(),
-                    generator=generator(),
-                    mode=mode(),
-                    no_context=no_context,
-                )
+            stream = engine.answer_stream(
+                question,
+                history=history,
+                k=top_k(),
+                metric=metric(),
+                generator=generator(),
+                mode=mode(),
+                no_context=no_context,
             )
+            reply = stream_reply(stream)
+            if not no_context:  # what employees asked, for HR's Insights (when logging is on)
+                reply.question_id = engine.questions.record(stream.result())
+            return reply
 
         if compare:
             with_col, without_col = st.columns(2)
@@ -113,6 +138,7 @@ if prompt := st.chat_input("Ask about your company's policies", key="chat_input"
         else:
             reply = ask(prompt)
         messages.append(reply)
+        show_feedback(reply)
 
 if messages:
     left, middle, right = st.columns([1, 1, 4])

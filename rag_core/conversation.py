@@ -26,6 +26,7 @@ class ChatMessage:
     prompt: str = ""
     warning: str | None = None
     without_context: str | None = None  # the no-retrieval answer, when the user compared both
+    question_id: int | None = None  # its entry in the question log (feedback goes there); None if not logged
 
     @classmethod
     def from_answer(cls, answer: Answer) -> ChatMessage:

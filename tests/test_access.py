@@ -192,3 +192,43 @@ class TestTwoAudiences:
         for page, title in (("analysis", "Analysis"), ("evaluate", "Evaluate"), ("documents", "Documents")):
             at.switch_page(f"pages/{page}.py").run()
             assert not at.exception and [t.value for t in at.title] == [title]
+
+
+class TestFeedbackReachesInsights:
+    """An employee asks three questions (one the documents do not cover) and gives one thumbs down with a
+    reason; an administrator sees them on Insights, the uncovered one under its topic, and exports CSV."""
+
+    def test_employee_questions_and_feedback_on_the_admin_insights_page(
+        self, one_document: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("RAG_ADMIN_PASSWORD", "admin pw")
+        at = start()
+        assert "Questions and answers are logged (without your name) for 90 days" in shown(at)
+        for question in (
+            "How many days of annual leave do I get?",
+            "Can I work from home?",
+            "Can I bring my dog to the office?",
+        ):
+            at.chat_input(key="chat_input").set_value(question).run()
+            assert not at.exception, at.exception
+        assert len(at.chat_message) == 6
+        votes = at.get("feedback")
+        assert len(votes) == 3  # one per logged answer
+        votes[1].set_value(0).run()  # thumbs down on the remote-work answer
+        at.get("button_group")[-1].set_value("incomplete").run()
+        assert not at.exception
+
+        admin = start()
+        sign_in(admin, "admin pw", form="Sign in as administrator")
+        admin.switch_page("pages/insights.py").run()
+        assert not admin.exception, admin.exception
+        assert [m.value for m in admin.metric][:2] == ["3", "1"]
+        topics = [e.label for e in admin.expander]
+        assert any("dog" in label for label in topics), topics
+        examples = "\n".join(m.value for m in admin.markdown)
+        assert "Can I bring my dog to the office?" in re.sub(r"\\(.)", r"\1", examples)
+        thumbs_down = admin.dataframe[-1].value
+        assert thumbs_down["question"].tolist() == ["Can I work from home?"]
+        assert thumbs_down["reason"].tolist() == ["incomplete"]
+        csv_buttons = [b for b in admin.get("download_button")]
+        assert len(csv_buttons) == 5
