@@ -265,3 +265,66 @@ class TestPlaceQuestions:
         for q, (x, y) in zip(queries, xy.tolist(), strict=True):
             assert place_query(emap, q) == pytest.approx((x, y), abs=1e-4)
         np.testing.assert_allclose(nearest, (queries @ emap.vectors.T).max(axis=1), atol=1e-5)
+
+
+class TestFigures:
+    def _two_documents(self, tmp_path: Path) -> analysis.EmbeddingMap:
+        _kb(tmp_path, 20, "annual-leave-and-holidays-policy-2024.txt")
+        return embedding_map(_kb(tmp_path, 20, "b.txt"), "pca")
+
+    def test_documents_get_clearly_different_colours_and_full_names_in_hover(self, tmp_path: Path) -> None:
+        from rag_core.figures import DOCUMENT_COLOURS, document_colours, map_figure
+
+        emap = self._two_documents(tmp_path)
+        fig = map_figure(emap)
+        colours = [t.marker.color for t in fig.data]
+        assert len(set(colours)) == 2 and set(colours) <= set(DOCUMENT_COLOURS)
+        long = fig.data[0]
+        assert len(long.name) < len("annual-leave-and-holidays-policy-2024.txt")  # short in the legend...
+        assert all(h.startswith("annual-leave-and-holidays-policy-2024.txt · page") for h in long.hovertext)  # full
+        cycled = document_colours([f"d{i}" for i in range(30)])
+        assert all(cycled[f"d{i}"] != cycled[f"d{i + 1}"] for i in range(29))
+
+    def test_score_colouring_shows_the_score_in_hover(self, tmp_path: Path) -> None:
+        from rag_core.figures import map_figure
+
+        emap = self._two_documents(tmp_path)
+        values = np.linspace(0, 1, len(emap.chunks)).astype(np.float32)
+        (trace,) = map_figure(emap, color_values=values, color_label="cosine").data
+        assert trace.hovertext[-1].endswith("<br>cosine: 1.000") and trace.hovertext[0].endswith("cosine: 0.000")
+
+    def test_heatmap_numbers_are_rounded(self) -> None:
+        from rag_core.figures import heatmap_figure
+
+        matrix = np.array([[1.0, 0.8299999833106995], [0.8299999833106995, 1.0]], np.float32)
+        (trace,) = heatmap_figure(["a.pdf", "b.pdf"], matrix).data
+        assert trace.texttemplate == "%{z:.2f}" and trace.text is None
+
+    def test_questions_layer_marks_refused_and_far_and_escapes_the_text(self, tmp_path: Path) -> None:
+        from rag_core.figures import map_figure
+        from rag_core.map_questions import MapQuestion
+
+        emap = self._two_documents(tmp_path)
+        questions = [
+            MapQuestion("<b>leave</b>?", (0.0, 0.0), False, 0.6),
+            MapQuestion("parking?", (1.0, 1.0), True, 0.1),
+            MapQuestion("remote?", (2.0, 2.0), True, 0.5),
+        ]
+        fig = map_figure(emap, questions=questions)
+        layers = {t.name: t for t in fig.data if "question" in t.name or "far" in t.name}
+        assert set(layers) == {"asked questions", "refused questions", "far from any document"}
+        assert layers["asked questions"].marker.symbol == "diamond"
+        assert layers["refused questions"].marker.symbol == "x" and len(layers["refused questions"].x) == 2
+        assert list(layers["far from any document"].x) == [1.0]
+        assert "&lt;b&gt;leave&lt;/b&gt;?" in layers["asked questions"].hovertext[0]
+        assert "far from any document" in layers["refused questions"].hovertext[0]
+        assert len(map_figure(emap).data) == 2  # no questions: no layers
+
+    def test_stale_map_says_so_in_its_title(self, tmp_path: Path) -> None:
+        from dataclasses import replace
+
+        from rag_core.figures import map_figure
+
+        emap = self._two_documents(tmp_path)
+        assert "placed approximately" not in map_figure(emap).layout.title.text
+        assert "(7 placed approximately)" in map_figure(replace(emap, placed=7)).layout.title.text
