@@ -46,7 +46,7 @@ show_questions = st.toggle(
     "Show employees' questions",
     key="analysis_questions",
     help="Questions asked in the chat, placed by the passages nearest to them: diamonds were answered, "
-    "red crosses were refused, orange rings mark questions far from any document.",
+    "red crosses were refused, orange hexagons mark questions far from any document.",
 )
 
 with st.spinner("Projecting the embeddings (cached until the documents change)…"):

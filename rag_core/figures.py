@@ -144,7 +144,8 @@ def map_figure(
 
 def add_questions(fig: go.Figure, questions: Sequence[MapQuestion]) -> None:
     """Draw employees' questions on a map: asked ones as dark diamonds, refused ones as red crosses,
-    and an orange ring around those far from any document; the question text on hover."""
+    and an orange hexagon around those far from any document (top-k hits are red circles); the question
+    text on hover."""
     layers = [
         ("asked questions", [q for q in questions if not q.refused], "diamond", "#222222"),
         ("refused questions", [q for q in questions if q.refused], "x", "#d62728"),
@@ -170,7 +171,7 @@ def add_questions(fig: go.Figure, questions: Sequence[MapQuestion]) -> None:
                 y=[q.xy[1] for q in far],
                 mode="markers",
                 name="far from any document",
-                marker={"size": 18, "symbol": "circle-open", "color": "#ff7f0e", "line": {"width": 2}},
+                marker={"size": 20, "symbol": "hexagon-open", "color": "#ff7f0e", "line": {"width": 2}},
                 hovertext=[_question_hover(q) for q in far],
                 hoverinfo="text",
             )
@@ -210,7 +211,10 @@ def scores_figure(hits: Sequence[Hit]) -> go.Figure:
 
 
 def heatmap_figure(labels: Sequence[str], matrix: FloatArray) -> go.Figure:
+    """Document-by-document similarity: short names on the axes, two decimals in the cells, the full
+    names and three decimals on hover."""
     short = [html.escape(short_name(n, 28)) for n in labels]
+    full = [html.escape(n) for n in labels]
     fig = go.Figure(
         go.Heatmap(
             z=matrix,
@@ -218,12 +222,14 @@ def heatmap_figure(labels: Sequence[str], matrix: FloatArray) -> go.Figure:
             y=short,
             colorscale="Blues",
             texttemplate="%{z:.2f}",
-            hovertemplate="%{y} ↔ %{x}: %{z:.3f}<extra></extra>",
+            customdata=[[f"{a} ↔ {b}" for b in full] for a in full],
+            hovertemplate="%{customdata}: %{z:.3f}<extra></extra>",
         )
     )
     fig.update_layout(
         height=max(300, 40 * len(labels) + 150),
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        yaxis={"autorange": "reversed"},  # the first document top left: the diagonal runs down
         title={"text": "Mean chunk similarity between documents"},
     )
     return fig

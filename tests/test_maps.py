@@ -297,8 +297,12 @@ class TestFigures:
         from rag_core.figures import heatmap_figure
 
         matrix = np.array([[1.0, 0.8299999833106995], [0.8299999833106995, 1.0]], np.float32)
-        (trace,) = heatmap_figure(["a.pdf", "b.pdf"], matrix).data
+        long = "annual-leave-and-holidays-policy-2024.pdf"
+        fig = heatmap_figure([long, "b.pdf"], matrix)
+        (trace,) = fig.data
         assert trace.texttemplate == "%{z:.2f}" and trace.text is None
+        assert trace.customdata[0][1] == f"{long} ↔ b.pdf" and long not in trace.x  # full names on hover
+        assert fig.layout.yaxis.autorange == "reversed"  # the diagonal runs top left to bottom right
 
     def test_questions_layer_marks_refused_and_far_and_escapes_the_text(self, tmp_path: Path) -> None:
         from rag_core.figures import map_figure
@@ -316,6 +320,7 @@ class TestFigures:
         assert layers["asked questions"].marker.symbol == "diamond"
         assert layers["refused questions"].marker.symbol == "x" and len(layers["refused questions"].x) == 2
         assert list(layers["far from any document"].x) == [1.0]
+        assert layers["far from any document"].marker.symbol == "hexagon-open"  # not the top-k circles
         assert "&lt;b&gt;leave&lt;/b&gt;?" in layers["asked questions"].hovertext[0]
         assert "far from any document" in layers["refused questions"].hovertext[0]
         assert len(map_figure(emap).data) == 2  # no questions: no layers
