@@ -2,6 +2,11 @@
 
 Every string from a document is HTML-escaped before it reaches a figure: plotly renders tags in hover
 text and labels, and document text and names are data written by others.
+
+Why Dark24 for documents: a qualitative palette of 24 hues, in an order where neighbours contrast, so
+two documents are always two clearly different colours (plotly's default cycle has 10, some close).
+Plotly legends have no hover, so a legend entry carries the short name and every point's hover leads
+with the full one.
 """
 
 from __future__ import annotations
@@ -9,15 +14,22 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 
 from rag_core.display import short_name
 from rag_core.evaluation import EvalReport
+from rag_core.map_questions import MapQuestion
 from rag_core.maps import EmbeddingMap, QueryView
 from rag_core.types import ChunkRow, FloatArray, Hit, Mode
 
 HOVER_CHARS = 150
+DOCUMENT_COLOURS: tuple[str, ...] = tuple(qualitative.Dark24)
+
+
+def document_colours(documents: Sequence[str]) -> dict[str, str]:
+    """A colour per document, cycling Dark24 in the order given (adjacent documents always differ)."""
+    return {doc: DOCUMENT_COLOURS[i % len(DOCUMENT_COLOURS)] for i, doc in enumerate(documents)}
 
 
 def hover_text(chunk: ChunkRow) -> str:
@@ -35,10 +47,13 @@ def map_figure(
     hits: Sequence[Hit] = (),
     color_values: FloatArray | None = None,
     color_label: str = "score",
+    questions: Sequence[MapQuestion] = (),
 ) -> go.Figure:
-    """Scatter (WebGL) of all chunks coloured by document, the query as a star, its hits ringed."""
+    """Scatter (WebGL) of all chunks coloured by document, the query as a star, its hits ringed, and
+    employees' questions when given (asked ones as diamonds, refused ones as red crosses)."""
     fig = go.Figure()
     if color_values is None:
+        colours = document_colours(emap.documents)
         for doc in emap.documents:
             idx = [i for i, c in enumerate(emap.chunks) if c.document == doc]
             fig.add_trace(
@@ -46,8 +61,8 @@ def map_figure(
                     x=emap.coords[idx, 0],
                     y=emap.coords[idx, 1],
                     mode="markers",
-                    name=short_name(doc),
-                    marker={"size": 6, "opacity": 0.75},
+                    name=html.escape(short_name(doc)),
+                    marker={"size": 6, "opacity": 0.8, "color": colours[doc]},
                     hovertext=[hover_text(emap.chunks[i]) for i in idx],
                     hoverinfo="text",
                 )
@@ -66,10 +81,14 @@ def map_figure(
                     "showscale": True,
                     "colorbar": {"title": {"text": color_label}},
                 },
-                hovertext=[hover_text(c) for c in emap.chunks],
+                hovertext=[
+                    f"{hover_text(c)}<br>{html.escape(color_label)}: {float(v):.3f}"
+                    for c, v in zip(emap.chunks, color_values, strict=True)
+                ],
                 hoverinfo="text",
             )
         )
+    add_questions(fig, questions)
     if query_xy is not None:
         pos = {c.chunk_id: i for i, c in enumerate(emap.chunks)}
         idx = [pos[h.chunk_id] for h in hits if h.chunk_id in pos]
@@ -109,15 +128,63 @@ def map_figure(
                 hoverinfo="text",
             )
         )
+    title = f"{emap.method.upper()} map of {len(emap.chunks)} chunks"
+    if emap.placed:
+        title += f" ({emap.placed} placed approximately)"
     fig.update_layout(
         height=600,
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
         legend={"orientation": "h", "y": -0.05},
         xaxis={"showticklabels": False, "title": None},
         yaxis={"showticklabels": False, "title": None},
-        title={"text": f"{emap.method.upper()} map of {len(emap.chunks)} chunks"},
+        title={"text": title},
     )
     return fig
+
+
+def add_questions(fig: go.Figure, questions: Sequence[MapQuestion]) -> None:
+    """Draw employees' questions on a map: asked ones as dark diamonds, refused ones as red crosses,
+    and an orange hexagon around those far from any document (top-k hits are red circles); the question
+    text on hover."""
+    layers = [
+        ("asked questions", [q for q in questions if not q.refused], "diamond", "#222222"),
+        ("refused questions", [q for q in questions if q.refused], "x", "#d62728"),
+    ]
+    for name, group, symbol, colour in layers:
+        if group:
+            fig.add_trace(
+                go.Scatter(
+                    x=[q.xy[0] for q in group],
+                    y=[q.xy[1] for q in group],
+                    mode="markers",
+                    name=name,
+                    marker={"size": 10, "symbol": symbol, "color": colour, "line": {"width": 1, "color": "white"}},
+                    hovertext=[_question_hover(q) for q in group],
+                    hoverinfo="text",
+                )
+            )
+    far = [q for q in questions if q.far]
+    if far:
+        fig.add_trace(
+            go.Scatter(
+                x=[q.xy[0] for q in far],
+                y=[q.xy[1] for q in far],
+                mode="markers",
+                name="far from any document",
+                marker={"size": 20, "symbol": "hexagon-open", "color": "#ff7f0e", "line": {"width": 2}},
+                hovertext=[_question_hover(q) for q in far],
+                hoverinfo="text",
+            )
+        )
+
+
+def _question_hover(q: MapQuestion) -> str:
+    status = "refused" if q.refused else "answered"
+    text = f"{'Refused' if q.refused else 'Asked'}: {html.escape(q.text)}"
+    if q.nearest is None:
+        return text
+    where = "far from any document" if q.far else status
+    return f"{text}<br>nearest passage similarity {q.nearest:.2f} ({where})"
 
 
 def scores_figure(hits: Sequence[Hit]) -> go.Figure:
@@ -144,21 +211,25 @@ def scores_figure(hits: Sequence[Hit]) -> go.Figure:
 
 
 def heatmap_figure(labels: Sequence[str], matrix: FloatArray) -> go.Figure:
+    """Document-by-document similarity: short names on the axes, two decimals in the cells, the full
+    names and three decimals on hover."""
     short = [html.escape(short_name(n, 28)) for n in labels]
+    full = [html.escape(n) for n in labels]
     fig = go.Figure(
         go.Heatmap(
             z=matrix,
             x=short,
             y=short,
             colorscale="Blues",
-            text=np.round(matrix, 2),
-            texttemplate="%{text}",
-            hovertemplate="%{y} ↔ %{x}: %{z:.3f}<extra></extra>",
+            texttemplate="%{z:.2f}",
+            customdata=[[f"{a} ↔ {b}" for b in full] for a in full],
+            hovertemplate="%{customdata}: %{z:.3f}<extra></extra>",
         )
     )
     fig.update_layout(
         height=max(300, 40 * len(labels) + 150),
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        yaxis={"autorange": "reversed"},  # the first document top left: the diagonal runs down
         title={"text": "Mean chunk similarity between documents"},
     )
     return fig
@@ -182,6 +253,7 @@ def metrics_figure(reports: Mapping[Mode, EvalReport]) -> go.Figure:
     return fig
 
 
-def query_map_figure(view: QueryView) -> go.Figure:
-    """The map of a `QueryView`: chunks coloured as asked, the query as a star, its top-k ringed."""
-    return map_figure(view.emap, view.query, view.query_xy, view.hits, view.colour_values, view.colour_label)
+def query_map_figure(view: QueryView, questions: Sequence[MapQuestion] = ()) -> go.Figure:
+    """The map of a `QueryView`: chunks coloured as asked, the query as a star, its top-k ringed, and
+    employees' questions when given."""
+    return map_figure(view.emap, view.query, view.query_xy, view.hits, view.colour_values, view.colour_label, questions)

@@ -13,6 +13,11 @@ subscribes `follow_changes` to the engine's change events, so the default map is
 background thread after each ingest or delete and the page usually finds it ready; a page that asks
 while it is being computed waits for that computation instead of starting a second one.
 
+Why a stale map is shown after an ingest: a t-SNE of a few thousand chunks takes up to a minute on a
+small server. Until the map of the new state lands, `query_view` draws the previous state's map with
+the new chunks placed by their nearest old neighbours (rag_core.placement, as a query is placed), and
+says how many were placed so; the page is usable at once instead of waiting behind a spinner.
+
 Why this t-SNE schedule: PCA to 50 dims, then openTSNE with the FFT gradient, 2 interpolation points
 per interval and 125 + 375 iterations instead of openTSNE's 250 + 500 with 3 points: several times
 faster at nearly the same neighbourhood preservation (`knn_preservation`; benchmarks/RESULTS.md).
@@ -36,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rag_core.display import short_name
+from rag_core.placement import place_by_neighbours
 from rag_core.search import Searcher, search_vectors
 from rag_core.store import KnowledgeStore
 from rag_core.types import METRICS, ChunkRow, FloatArray, Hit, KnowledgeChanged, Metric
@@ -55,7 +61,11 @@ _log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EmbeddingMap:
-    """2-D coordinates of every chunk, in the order of `chunks`."""
+    """2-D coordinates of every chunk, in the order of `chunks`.
+
+    `placed` > 0: an older state's map with that many new chunks placed by their nearest neighbours
+    (an approximation shown while the map of this state is computed in the background).
+    """
 
     method: Method
     perplexity: float
@@ -63,6 +73,7 @@ class EmbeddingMap:
     coords: FloatArray  # (n, 2)
     chunks: list[ChunkRow]
     vectors: FloatArray  # (n, dim) unit vectors, same order
+    placed: int = 0
 
     @property
     def documents(self) -> list[str]:
@@ -171,12 +182,14 @@ _INFLIGHT_LOCK = threading.Lock()
 
 
 def embedding_map(
-    store: KnowledgeStore, method: Method = "tsne", perplexity: float = DEFAULT_PERPLEXITY
+    store: KnowledgeStore, method: Method = "tsne", perplexity: float = DEFAULT_PERPLEXITY, *, wait: bool = True
 ) -> EmbeddingMap:
     """The map of every chunk in the KB, from the disk cache when the KB has not changed since.
 
     If another thread of this process is computing the same map (the background job after an ingest),
-    wait for it rather than computing it twice.
+    wait for it rather than computing it twice. With `wait=False`, a t-SNE map that is not ready yet is
+    approximated from an older state's cached map (see `EmbeddingMap.placed`) while the background
+    worker computes the exact one; only without any usable older map is it computed here.
     """
     generation = store.generation()
     chunks = store.all_chunks()
@@ -189,6 +202,11 @@ def embedding_map(
         coords = _read_cached(cache, ids)
         if coords is not None:
             return EmbeddingMap(method, perplexity, generation, coords, chunks, vectors)
+        key = (method, perplexity, generation)
+        stale = None if wait or method != "tsne" else _stale_map(cache, key, ids, chunks, vectors)
+        if stale is not None:
+            schedule_map(store, method, perplexity)
+            return stale
         with _INFLIGHT_LOCK:
             running = _INFLIGHT.get(cache)
             if running is None:
@@ -210,6 +228,41 @@ def embedding_map(
             _INFLIGHT.pop(cache, None)
         mine.set()
     return EmbeddingMap(method, perplexity, generation, coords, chunks, vectors)
+
+
+def _stale_map(
+    cache: Path,
+    key: tuple[Method, float, int],
+    ids: npt.NDArray[np.int64],
+    chunks: list[ChunkRow],
+    vectors: FloatArray,
+) -> EmbeddingMap | None:
+    """The newest older cached map of the same method and perplexity, with deleted chunks dropped and
+    new ones placed by their nearest kept neighbours; None when there is none or it shares no chunk."""
+    method, perplexity, generation = key
+    older: list[tuple[int, Path]] = []
+    for path in cache.parent.glob(f"map-*-{cache.name.split('-', 2)[2]}"):
+        with contextlib.suppress(ValueError):
+            if (gen := int(path.name.split("-")[1])) < generation:
+                older.append((gen, path))
+    if not older:
+        return None
+    try:
+        with np.load(max(older)[1]) as data:
+            old_ids, old_coords = np.asarray(data["ids"]), np.asarray(data["coords"], dtype=np.float32)
+    except (OSError, ValueError, KeyError, EOFError):
+        return None  # removed by the worker that just wrote the new map, or damaged
+    pos = {int(i): j for j, i in enumerate(old_ids.tolist())}
+    known = np.array([pos.get(int(i), -1) for i in ids.tolist()], dtype=np.int64)
+    kept = known >= 0
+    if not kept.any():
+        return None
+    coords = np.empty((len(ids), 2), np.float32)
+    coords[kept] = old_coords[known[kept]]
+    new = ~kept
+    if new.any():
+        coords[new], _ = place_by_neighbours(coords[kept], vectors[kept], vectors[new])
+    return EmbeddingMap(method, perplexity, generation, coords, chunks, vectors, placed=int(new.sum()))
 
 
 def _read_cached(cache: Path, ids: npt.NDArray[np.int64]) -> FloatArray | None:
@@ -321,15 +374,14 @@ def schedule_map(store: KnowledgeStore, method: Method = "tsne", perplexity: flo
 
 def place_query(emap: EmbeddingMap, query: FloatArray, k: int = 10) -> tuple[float, float]:
     """Map position of a query: the similarity-weighted mean of its k nearest chunks' coordinates."""
-    if len(emap.chunks) == 0:
-        return (0.0, 0.0)
-    sims = emap.vectors @ np.asarray(query, dtype=np.float32)
-    k = min(k, len(sims))
-    top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
-    # Sharpen the weights so the star sits with its closest neighbours, not at their centroid.
-    w = np.exp((sims[top] - sims[top].max()) * 20.0)
-    x, y = (emap.coords[top] * w[:, None]).sum(axis=0) / w.sum()
-    return float(x), float(y)
+    xy, _ = place_questions(emap, np.asarray(query, dtype=np.float32)[None, :], k)
+    return float(xy[0, 0]), float(xy[0, 1])
+
+
+def place_questions(emap: EmbeddingMap, query_vectors: FloatArray, k: int = 10) -> tuple[FloatArray, FloatArray]:
+    """Map positions (m, 2) of many unit query vectors (m, dim) at once, as `place_query` places one,
+    and each one's cosine to its nearest chunk (how close the documents come to the question)."""
+    return place_by_neighbours(emap.coords, emap.vectors, query_vectors, k)
 
 
 def document_similarity(store: KnowledgeStore) -> tuple[list[str], FloatArray]:
@@ -389,15 +441,18 @@ def query_view(
     perplexity: float = DEFAULT_PERPLEXITY,
     k: int = 5,
     colour: Colouring = "document",
+    *,
+    wait: bool = False,
 ) -> QueryView:
     """The map (cached), the query placed on it with its top-k, and the top-k under every metric.
 
     colour: "document", or "dense" / "bm25" to colour every chunk by its similarity to the query, so
-    a user sees where lexical and semantic neighbours differ.
+    a user sees where lexical and semantic neighbours differ. Without `wait`, a map still being computed
+    after a change is drawn approximately from the previous one (`EmbeddingMap.placed`).
     """
     if colour not in COLOURINGS:
         raise ValueError(f"colour must be one of {COLOURINGS}; got {colour!r}")
-    emap = embedding_map(store, method, perplexity)
+    emap = embedding_map(store, method, perplexity, wait=wait)
     query = query.strip()
     if not query or not emap.chunks:
         return QueryView(emap)

@@ -183,3 +183,153 @@ class TestBackgroundMap:
         assert scheduled == [2]  # after the batch, of its final state
         engine.delete("other.pdf")
         assert scheduled == [2, 3]
+
+
+def _delete_document(kb: LocalStore, name: str) -> None:
+    (doc,) = [d for d in kb.documents() if d.name == name]
+    kb.delete(doc.document_id)
+
+
+class TestStaleMap:
+    """After a change, the previous map with the new chunks placed on it, while the new one is computed."""
+
+    def test_new_chunks_placed_on_the_old_map_and_the_full_map_scheduled(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        old = embedding_map(_kb(tmp_path))
+        _kb(tmp_path, 10, "b.txt")
+        kb = LocalStore(tmp_path / "kb")
+        scheduled: list[tuple[int, str, float]] = []
+        monkeypatch.setattr(analysis, "schedule_map", lambda s, m, p: scheduled.append((s.generation(), m, p)))
+
+        def boom(*a: object, **k: object) -> None:
+            raise AssertionError("computed instead of showing the stale map")
+
+        monkeypatch.setattr(analysis, "project", boom)
+        stale = embedding_map(kb, wait=False)
+        assert stale.placed == 10 and stale.generation == kb.generation() and len(stale.chunks) == 50
+        assert scheduled == [(kb.generation(), "tsne", 30.0)]
+        kept = [i for i, c in enumerate(stale.chunks) if c.document == "a.txt"]
+        np.testing.assert_array_equal(stale.coords[kept], old.coords)  # the old chunks do not move
+        new = [i for i, c in enumerate(stale.chunks) if c.document == "b.txt"]
+        lo, hi = old.coords.min(axis=0), old.coords.max(axis=0)
+        assert np.all((stale.coords[new] >= lo - 1e-3) & (stale.coords[new] <= hi + 1e-3))  # on the map
+        monkeypatch.undo()
+        exact = embedding_map(kb)  # wait=True computes the real one
+        assert exact.placed == 0 and map_is_cached(kb)
+        assert embedding_map(kb, wait=False).placed == 0  # and then it is what the page gets
+
+    def test_deleted_chunks_leave_the_stale_map(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        _kb(tmp_path)
+        kb = _kb(tmp_path, 10, "b.txt")
+        embedding_map(kb)
+        _delete_document(kb, "b.txt")
+        monkeypatch.setattr(analysis, "schedule_map", lambda *a: None)
+        stale = embedding_map(LocalStore(tmp_path / "kb"), wait=False)
+        assert len(stale.chunks) == 40 and stale.coords.shape == (40, 2) and stale.placed == 0
+
+    def test_no_older_map_pca_or_nothing_shared_compute_at_once(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(analysis, "schedule_map", lambda *a: None)
+        kb = _kb(tmp_path)
+        assert embedding_map(kb, wait=False).placed == 0 and map_is_cached(kb)  # the first map: computed
+        _kb(tmp_path, 10, "b.txt")
+        kb = LocalStore(tmp_path / "kb")
+        assert embedding_map(kb, "pca", wait=False).placed == 0  # PCA takes milliseconds
+        embedding_map(kb)
+        _delete_document(kb, "a.txt")
+        _delete_document(kb, "b.txt")
+        _kb(tmp_path, 12, "c.txt")
+        fresh = embedding_map(LocalStore(tmp_path / "kb"), wait=False)  # the old map shares no chunk
+        assert fresh.placed == 0 and len(fresh.chunks) == 12
+
+    def test_query_view_does_not_wait(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        seen: list[bool] = []
+        real = analysis.embedding_map
+
+        def spy(store: LocalStore, method: analysis.Method, perplexity: float, *, wait: bool) -> analysis.EmbeddingMap:
+            seen.append(wait)
+            return real(store, method, perplexity, wait=wait)
+
+        monkeypatch.setattr(analysis, "embedding_map", spy)
+        view = analysis.query_view(_kb(tmp_path), None, "")  # type: ignore[arg-type]  # no query: no searcher
+        assert seen == [False] and view.emap.placed == 0
+
+
+class TestPlaceQuestions:
+    def test_batch_agrees_with_place_query_and_reports_the_nearest_similarity(self, tmp_path: Path) -> None:
+        emap = embedding_map(_kb(tmp_path))
+        queries = _clusters(6, seed=9)
+        xy, nearest = analysis.place_questions(emap, queries)
+        for q, (x, y) in zip(queries, xy.tolist(), strict=True):
+            assert place_query(emap, q) == pytest.approx((x, y), abs=1e-4)
+        np.testing.assert_allclose(nearest, (queries @ emap.vectors.T).max(axis=1), atol=1e-5)
+
+
+class TestFigures:
+    def _two_documents(self, tmp_path: Path) -> analysis.EmbeddingMap:
+        _kb(tmp_path, 20, "annual-leave-and-holidays-policy-2024.txt")
+        return embedding_map(_kb(tmp_path, 20, "b.txt"), "pca")
+
+    def test_documents_get_clearly_different_colours_and_full_names_in_hover(self, tmp_path: Path) -> None:
+        from rag_core.figures import DOCUMENT_COLOURS, document_colours, map_figure
+
+        emap = self._two_documents(tmp_path)
+        fig = map_figure(emap)
+        colours = [t.marker.color for t in fig.data]
+        assert len(set(colours)) == 2 and set(colours) <= set(DOCUMENT_COLOURS)
+        long = fig.data[0]
+        assert len(long.name) < len("annual-leave-and-holidays-policy-2024.txt")  # short in the legend...
+        assert all(h.startswith("annual-leave-and-holidays-policy-2024.txt · page") for h in long.hovertext)  # full
+        cycled = document_colours([f"d{i}" for i in range(30)])
+        assert all(cycled[f"d{i}"] != cycled[f"d{i + 1}"] for i in range(29))
+
+    def test_score_colouring_shows_the_score_in_hover(self, tmp_path: Path) -> None:
+        from rag_core.figures import map_figure
+
+        emap = self._two_documents(tmp_path)
+        values = np.linspace(0, 1, len(emap.chunks)).astype(np.float32)
+        (trace,) = map_figure(emap, color_values=values, color_label="cosine").data
+        assert trace.hovertext[-1].endswith("<br>cosine: 1.000") and trace.hovertext[0].endswith("cosine: 0.000")
+
+    def test_heatmap_numbers_are_rounded(self) -> None:
+        from rag_core.figures import heatmap_figure
+
+        matrix = np.array([[1.0, 0.8299999833106995], [0.8299999833106995, 1.0]], np.float32)
+        long = "annual-leave-and-holidays-policy-2024.pdf"
+        fig = heatmap_figure([long, "b.pdf"], matrix)
+        (trace,) = fig.data
+        assert trace.texttemplate == "%{z:.2f}" and trace.text is None
+        assert trace.customdata[0][1] == f"{long} ↔ b.pdf" and long not in trace.x  # full names on hover
+        assert fig.layout.yaxis.autorange == "reversed"  # the diagonal runs top left to bottom right
+
+    def test_questions_layer_marks_refused_and_far_and_escapes_the_text(self, tmp_path: Path) -> None:
+        from rag_core.figures import map_figure
+        from rag_core.map_questions import MapQuestion
+
+        emap = self._two_documents(tmp_path)
+        questions = [
+            MapQuestion("<b>leave</b>?", (0.0, 0.0), False, 0.6),
+            MapQuestion("parking?", (1.0, 1.0), True, 0.1),
+            MapQuestion("remote?", (2.0, 2.0), True, 0.5),
+        ]
+        fig = map_figure(emap, questions=questions)
+        layers = {t.name: t for t in fig.data if "question" in t.name or "far" in t.name}
+        assert set(layers) == {"asked questions", "refused questions", "far from any document"}
+        assert layers["asked questions"].marker.symbol == "diamond"
+        assert layers["refused questions"].marker.symbol == "x" and len(layers["refused questions"].x) == 2
+        assert list(layers["far from any document"].x) == [1.0]
+        assert layers["far from any document"].marker.symbol == "hexagon-open"  # not the top-k circles
+        assert "&lt;b&gt;leave&lt;/b&gt;?" in layers["asked questions"].hovertext[0]
+        assert "far from any document" in layers["refused questions"].hovertext[0]
+        assert len(map_figure(emap).data) == 2  # no questions: no layers
+
+    def test_stale_map_says_so_in_its_title(self, tmp_path: Path) -> None:
+        from dataclasses import replace
+
+        from rag_core.figures import map_figure
+
+        emap = self._two_documents(tmp_path)
+        assert "placed approximately" not in map_figure(emap).layout.title.text
+        assert "(7 placed approximately)" in map_figure(replace(emap, placed=7)).layout.title.text

@@ -204,6 +204,40 @@ class TestAnalysis:
         at.selectbox(key="analysis_method").set_value("pca").run()
         assert not at.exception
 
+    def test_employees_questions_on_the_map(
+        self, data_dir: Path, embedder: Embedder, policy_pdf: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        engine = ingest(data_dir, embedder, policy_pdf)
+        at = app("analysis")
+        at.toggle(key="analysis_questions").set_value(True).run()  # nothing asked yet: nothing to draw
+        assert not at.exception and "No employees' questions to show yet." in texts(at)
+        for question in ("How many days of annual leave?", "Where do I park <b>my bike</b>?"):
+            engine.questions.record(engine.answer(question))  # as the chat logs them
+        at.run()
+        assert not at.exception
+        spec = at.get("plotly_chart")[0].proto.spec
+        assert '"asked questions"' in spec and '"refused questions"' in spec
+        assert "annual leave?" in spec and "<b>my bike" not in spec  # question text in hover, escaped
+        assert "2 employees' questions: 1 refused" in texts(at)
+        at.toggle(key="analysis_questions").set_value(False).run()
+        assert "refused questions" not in at.get("plotly_chart")[0].proto.spec
+
+    def test_after_an_ingest_the_previous_map_is_shown_with_the_new_passages_placed(
+        self, data_dir: Path, embedder: Embedder, policy_pdf: Path, pdf_maker: Callable[..., Path]
+    ) -> None:
+        from rag_core import maps
+
+        engine = ingest(data_dir, embedder, policy_pdf)
+        maps.embedding_map(engine.store)  # the map of the first state, cached
+        added = engine.ingest_paths([pdf_maker(["Parking permits are issued by facilities."], name="parking.pdf")])
+        assert added[0].status == "added"  # (this engine schedules no map: the page finds none ready)
+        at = app("analysis")
+        assert "new passages placed approximately; the full map is being recomputed" in texts(at)
+        assert "placed approximately)" in at.get("plotly_chart")[0].proto.spec
+        assert maps.MAP_WORKER.wait_idle(120) and maps.map_is_cached(engine.store)  # the page asked for it
+        at.run()
+        assert "placed approximately" not in texts(at)
+
 
 MARKDOWN = MarkdownIt("commonmark")
 
