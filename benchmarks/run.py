@@ -358,13 +358,11 @@ def bench_quality(report: Report, engine: Any, shared: Path) -> None:
     report.add("Retrieval, hybrid (default mode): hit@5 / MRR", "-", f"{h.hit_at[5]:.3f} / {h.mrr:.3f}", "", "-", "-")
 
 
-def synthetic_kb(real: Any, n: int, kb_dir: Path, threshold: int, seed: int = 0) -> Any:
-    """A KB of n chunks: the real ones first, then synthetic ones (real texts, vectors moved toward a real
-    neighbour plus noise), added as documents of at most 10,000 chunks."""
+def synthetic_documents(real: Any, n: int, seed: int = 0) -> Iterator[Any]:
+    """The documents (`NewDocument`, at most 10,000 chunks each) of a KB of n chunks: the real ones first,
+    then synthetic ones (real texts, vectors moved toward a real neighbour plus noise)."""
     import faiss
 
-    from rag_core.lexical import LexicalIndex
-    from rag_core.store import LocalStore
     from rag_core.types import NewDocument, sha256_hex
 
     rows = real.all_chunks()
@@ -373,7 +371,6 @@ def synthetic_kb(real: Any, n: int, kb_dir: Path, threshold: int, seed: int = 0)
     flat = faiss.IndexFlatIP(base.shape[1])
     flat.add(base)
     _, nn = flat.search(base, 11)
-    kb = LocalStore(kb_dir, ann_threshold=threshold)
     done = 0
     doc = 0
     while done < n:
@@ -388,22 +385,30 @@ def synthetic_kb(real: Any, n: int, kb_dir: Path, threshold: int, seed: int = 0)
             vecs = (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
         chunks = [Chunk(rows[i].page, 0, len(rows[i].text), rows[i].text, 1) for i in idx]
         data = f"synthetic {n} {doc}".encode()
-        kb.add(
-            NewDocument(
-                name=f"synthetic-{doc:03d}.pdf" if done >= len(rows) else rows[idx[0]].document,
-                data=data,
-                sha256=sha256_hex(data),
-                kind="pdf",
-                pages=[Page(p, "") for p in sorted({c.page for c in chunks})],
-                page_count=max(c.page for c in chunks),
-                chunks=chunks,
-                vectors=np.ascontiguousarray(vecs, dtype=np.float32),
-                norms=np.ones(m, np.float32),
-                embedder=real.embedder_name or "",
-            )
+        yield NewDocument(
+            name=f"synthetic-{doc:03d}.pdf" if done >= len(rows) else rows[idx[0]].document,
+            data=data,
+            sha256=sha256_hex(data),
+            kind="pdf",
+            pages=[Page(p, "") for p in sorted({c.page for c in chunks})],
+            page_count=max(c.page for c in chunks),
+            chunks=chunks,
+            vectors=np.ascontiguousarray(vecs, dtype=np.float32),
+            norms=np.ones(m, np.float32),
+            embedder=real.embedder_name or "",
         )
         done += m
         doc += 1
+
+
+def synthetic_kb(real: Any, n: int, kb_dir: Path, threshold: int, seed: int = 0) -> Any:
+    """A local KB of n chunks (`synthetic_documents`), with its BM25 index built."""
+    from rag_core.lexical import LexicalIndex
+    from rag_core.store import LocalStore
+
+    kb = LocalStore(kb_dir, ann_threshold=threshold)
+    for doc in synthetic_documents(real, n, seed):
+        kb.add(doc)
     LexicalIndex(kb).refresh()
     return kb
 
