@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from pg_store import timed_search  # noqa: E402
 from run import ingest_corpus, machine, ms, pct, peak_rss_mb, run_child, synthetic_documents  # noqa: E402
 
 from rag_core.config import Settings  # noqa: E402
@@ -102,17 +103,6 @@ def app_process(data_dir: Path, database_url: str | None, threshold: int, querie
 
 
 # ---------------------------------------------------------------------------- measures
-
-
-def timed_search(store: Any, queries: FloatArray, exact: bool) -> tuple[list[float], IntArray]:
-    store.search(queries[:2], 10, exact=exact)  # warm
-    times, ids = [], []
-    for q in queries:
-        t = time.perf_counter()
-        _, found = store.search(q[None, :], 10, exact=exact)
-        times.append(time.perf_counter() - t)
-        ids.append(found[0])
-    return times, np.vstack(ids)
 
 
 def recall(truth: IntArray, got: IntArray) -> float:

@@ -27,6 +27,29 @@ def _add(store: LocalStore, name: str, data: bytes, n: int = 3, seed: int = 0) -
     store.add(new_document(name, data, n=n, seed=seed))
 
 
+def _break_writes(monkeypatch: pytest.MonkeyPatch, store: LocalStore, fail_at: str) -> None:
+    """Make the next write fail: writing the index files ("index"), just before the commit with the
+    index files written ("rows"), or at its first meta row ("meta")."""
+
+    def boom(*a: object, **k: object) -> None:
+        raise OSError("disk full (simulated)")
+
+    if fail_at == "index":
+        monkeypatch.setattr(vectors_module, "_write_index", boom)
+    elif fail_at == "rows":
+        monkeypatch.setattr(store, "_save_original", lambda *a: None)
+        original = local_module._set_meta
+
+        def fail_on_generation(db: sqlite3.Connection, key: str, value: str) -> None:
+            if key == "generation":
+                raise OSError("crash before commit (simulated)")
+            original(db, key, value)
+
+        monkeypatch.setattr(local_module, "_set_meta", fail_on_generation)
+    else:
+        monkeypatch.setattr(local_module, "_set_meta", boom)
+
+
 class TestLayout:
     def test_open_store_is_local_and_caches_in_the_data_dir(self, tmp_path: Path) -> None:
         store = open_store(tmp_path, ann_threshold=7)
@@ -136,23 +159,7 @@ class TestAtomicity:
         _add(store, "a.txt", b"a")
         before = (store.documents(), store.size, store.generation())
 
-        def boom(*a: object, **k: object) -> None:
-            raise OSError("disk full (simulated)")
-
-        if fail_at == "index":
-            monkeypatch.setattr(vectors_module, "_write_index", boom)
-        elif fail_at == "rows":
-            monkeypatch.setattr(store, "_save_original", lambda *a: None)
-            original = local_module._set_meta
-
-            def fail_on_generation(db: sqlite3.Connection, key: str, value: str) -> None:
-                if key == "generation":
-                    raise OSError("crash before commit (simulated)")
-                original(db, key, value)
-
-            monkeypatch.setattr(local_module, "_set_meta", fail_on_generation)
-        else:
-            monkeypatch.setattr(local_module, "_set_meta", boom)
+        _break_writes(monkeypatch, store, fail_at)
         with pytest.raises(OSError):
             _add(store, "b.txt", b"b", seed=5)
         monkeypatch.undo()
@@ -170,20 +177,7 @@ class TestAtomicity:
         store.add(new_document("h.pdf", b"v1", n=4, seed=1))
         before = (store.documents(all_versions=True), store.size, store.generation(), store.all_chunks())
 
-        def boom(*a: object, **k: object) -> None:
-            raise OSError("crash mid-update (simulated)")
-
-        if fail_at == "index":
-            monkeypatch.setattr(vectors_module, "_write_index", boom)
-        else:
-            original = local_module._set_meta
-
-            def fail_on_generation(db: sqlite3.Connection, key: str, value: str) -> None:
-                if key == "generation":
-                    raise OSError("crash before commit (simulated)")
-                original(db, key, value)
-
-            monkeypatch.setattr(local_module, "_set_meta", fail_on_generation)
+        _break_writes(monkeypatch, store, fail_at)
         with pytest.raises(OSError):
             store.add(new_document("h.pdf", b"v2", n=3, seed=2))
         monkeypatch.undo()
