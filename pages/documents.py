@@ -6,7 +6,7 @@ import streamlit as st
 from pages.common import get_engine, get_job_queue, is_admin, require_router
 from rag_core.display import counted, escape_markdown, friendly_time, ocr_note
 from rag_core.ingest import BatchTooLarge
-from rag_core.types import IngestResult, Job
+from rag_core.types import IngestResult, Job, Stage
 
 require_router("pages/documents.py")
 engine = get_engine()
@@ -51,7 +51,12 @@ def show_result(r: IngestResult) -> None:
         st.warning(f"**{name}**: {escape_markdown(r.warning)}", icon=":material/content_copy:")
 
 
-STAGE_WORDS = {"parsing": "reading", "ocr": "reading scanned pages by OCR", "embedding": "indexing", "saving": "saving"}
+STAGE_WORDS: dict[Stage, str] = {
+    "parsing": "reading",
+    "ocr": "reading scanned pages by OCR",
+    "embedding": "indexing",
+    "saving": "saving",
+}
 RECENT_JOBS = 3
 
 
@@ -70,9 +75,8 @@ def show_job(job: Job) -> None:
     for f in job.files:
         if f.result is not None:
             show_result(f.result)
-        elif f.status == "running" and f.total:
-            stage = STAGE_WORDS.get(f.stage or "", f.stage or "")
-            st.progress(f.done / f.total, text=f"{f.name}: {stage} {f.done}/{f.total}")
+        elif f.status == "running" and f.total and f.stage is not None:
+            st.progress(f.done / f.total, text=f"{f.name}: {STAGE_WORDS[f.stage]} {f.done}/{f.total}")
         elif job.status in ("queued", "running"):
             st.caption(f"{f.name}: waiting")
         else:

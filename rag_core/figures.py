@@ -146,11 +146,17 @@ def add_questions(fig: go.Figure, questions: Sequence[MapQuestion]) -> None:
     """Draw employees' questions on a map: asked ones as dark diamonds, refused ones as red crosses,
     and an orange hexagon around those far from any document (top-k hits are red circles); the question
     text on hover."""
-    layers = [
-        ("asked questions", [q for q in questions if not q.refused], "diamond", "#222222"),
-        ("refused questions", [q for q in questions if q.refused], "x", "#d62728"),
+    dot = {"size": 10, "line": {"width": 1, "color": "white"}}
+    layers: list[tuple[str, list[MapQuestion], dict[str, object]]] = [
+        ("asked questions", [q for q in questions if not q.refused], {**dot, "symbol": "diamond", "color": "#222222"}),
+        ("refused questions", [q for q in questions if q.refused], {**dot, "symbol": "x", "color": "#d62728"}),
+        (
+            "far from any document",
+            [q for q in questions if q.far],
+            {"size": 20, "symbol": "hexagon-open", "color": "#ff7f0e", "line": {"width": 2}},
+        ),
     ]
-    for name, group, symbol, colour in layers:
+    for name, group, marker in layers:
         if group:
             fig.add_trace(
                 go.Scatter(
@@ -158,24 +164,11 @@ def add_questions(fig: go.Figure, questions: Sequence[MapQuestion]) -> None:
                     y=[q.xy[1] for q in group],
                     mode="markers",
                     name=name,
-                    marker={"size": 10, "symbol": symbol, "color": colour, "line": {"width": 1, "color": "white"}},
+                    marker=marker,
                     hovertext=[_question_hover(q) for q in group],
                     hoverinfo="text",
                 )
             )
-    far = [q for q in questions if q.far]
-    if far:
-        fig.add_trace(
-            go.Scatter(
-                x=[q.xy[0] for q in far],
-                y=[q.xy[1] for q in far],
-                mode="markers",
-                name="far from any document",
-                marker={"size": 20, "symbol": "hexagon-open", "color": "#ff7f0e", "line": {"width": 2}},
-                hovertext=[_question_hover(q) for q in far],
-                hoverinfo="text",
-            )
-        )
 
 
 def _question_hover(q: MapQuestion) -> str:

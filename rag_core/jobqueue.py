@@ -111,7 +111,7 @@ def file_of(row: Sequence[Any]) -> JobFile:
     """A JobFile from (name, status, stage, done, total, result JSON)."""
     name, status, stage, done, total, result = row
     parsed = None if result is None else IngestResult(**json.loads(result))
-    return JobFile(str(name), cast(JobFileStatus, status), stage, int(done), int(total), parsed)
+    return JobFile(str(name), cast(JobFileStatus, status), cast("Stage | None", stage), int(done), int(total), parsed)
 
 
 def job_of(row: Sequence[Any], files: list[JobFile]) -> Job:

@@ -392,7 +392,7 @@ class JobFile:
 
     name: str
     status: JobFileStatus
-    stage: str | None = None
+    stage: Stage | None = None
     done: int = 0
     total: int = 0
     result: IngestResult | None = None

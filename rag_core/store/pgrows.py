@@ -67,29 +67,9 @@ def last_version(db: Conn, name: str) -> int:
 
 def insert_document(db: Conn, info: DocumentInfo, doc: NewDocument, ids: IntArray) -> None:
     """The rows of a new current document: the document, its original, its pages, its chunks with their
-    norms and unit vectors."""
-    db.execute(
-        "INSERT INTO documents(id, name, sha256, kind, bytes, pages, chunks, added_at, version, current, replaces) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, TRUE, %s)",
-        (info.document_id, text(info.name), info.sha256, info.kind, info.bytes, info.pages, info.chunks,
-         info.added_at, info.version, info.replaces),
-    )  # fmt: skip
-    db.execute("INSERT INTO originals(document_id, data) VALUES (%s, %s)", (info.document_id, doc.data))
-    execute_many(
-        db,
-        "INSERT INTO pages(document_id, page, text, label, ocr) VALUES (%s, %s, %s, %s, %s)",
-        [(info.document_id, p.number, text(p.text), None if p.label is None else text(p.label), p.ocr)
-         for p in doc.pages],
-    )  # fmt: skip
-    vectors = np.ascontiguousarray(doc.vectors, dtype=np.float32)
-    execute_many(
-        db,
-        f"INSERT INTO chunks({CHUNK_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        [
-            (int(i), info.document_id, c.page, c.start, c.end, text(c.text), float(n), text(c.context), v)
-            for i, c, n, v in zip(ids, doc.chunks, doc.norms, vectors, strict=True)
-        ],
-    )
+    norms and unit vectors (a new document is a current version stored as it is)."""
+    version = StoredVersion(info, doc.pages, ids, doc.chunks, doc.norms, doc.vectors, doc.data)
+    import_version(db, version)
 
 
 def import_version(db: Conn, stored: StoredVersion) -> None:
