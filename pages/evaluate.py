@@ -3,9 +3,11 @@
 import streamlit as st
 
 from pages.common import get_engine, require_router, stop_if_empty, top_k
+from rag_core.compare import answer_rows, compare
+from rag_core.compare import summary_rows as compare_rows
 from rag_core.display import escape_markdown
 from rag_core.evaluation import SAMPLE_QA, QAFormatError, miss_rows, missing_documents, parse_qa, summary_rows
-from rag_core.figures import metrics_figure
+from rag_core.figures import compare_figure, metrics_figure
 from rag_core.types import MODES
 
 require_router("pages/evaluate.py")
@@ -58,3 +60,44 @@ if misses:
     st.dataframe(misses, hide_index=True, key="evaluate_misses")
 else:
     st.success("Every answerable question found its page in the top k.")
+
+st.divider()
+st.subheader("Fine-tuning vs retrieval")
+st.caption(
+    "Answer the same questions with a local language model without context and with the retrieved passages, "
+    "and with its LoRA adapter (trained by `python -m rag_core finetune --base hf:DIR --out ADAPTER`) both "
+    "ways; the extractive answerer is the baseline that needs no model. Models are local directories: "
+    "nothing is downloaded."
+)
+with st.form("compare_form"):
+    base = st.text_input("Base model", placeholder="hf:/models/gpt2", key="compare_base")
+    adapter = st.text_input("Fine-tuned adapter (optional)", placeholder="hf:/models/gpt2-policies", key="compare_ft")
+    run = st.form_submit_button("Compare", type="primary")
+if run:
+    if not base.strip():
+        st.error("Give the base model's directory as hf:/path/to/model.")
+        st.stop()
+    progress = st.progress(0.0, text="Answering…")
+
+    def on_answer(done: int, total: int, arm: str) -> None:
+        progress.progress(done / total, text=f"{arm}: {done} of {total}")
+
+    try:
+        st.session_state["compare_report"] = compare(
+            engine,
+            items,
+            base.strip(),
+            adapter.strip() or None,
+            k=top_k(),
+            on_answer=on_answer,
+        )
+    except ValueError as e:
+        st.session_state.pop("compare_report", None)
+        st.error(escape_markdown(str(e)))
+    progress.empty()
+if (report := st.session_state.get("compare_report")) is not None:
+    if report.drift is not None:
+        (st.warning if report.drift.changed else st.info)(escape_markdown(report.drift.note()))
+    st.dataframe(compare_rows(report), hide_index=True, key="compare_table")
+    st.plotly_chart(compare_figure(report), width="stretch", key="compare_chart")
+    st.dataframe(answer_rows(report), hide_index=True, key="compare_answers")

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rag_core import cli_lm
 from rag_core.config import Settings
 from rag_core.display import counted, ocr_note
 from rag_core.loaders import SUPPORTED_SUFFIXES
@@ -102,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
         "migrate", parents=[common], help="copy the embedded knowledge base (--data-dir) into PostgreSQL as it is"
     )
     mi.add_argument("--to", required=True, metavar="URL", help="postgresql://user:password@host:port/database")
+    cli_lm.add_parsers(sub, common)
     return p
 
 
@@ -550,6 +552,7 @@ _COMMANDS = {
     "worker": cmd_worker,
     "insights": cmd_insights,
     "migrate": cmd_migrate,
+    **cli_lm.COMMANDS,
 }
 
 

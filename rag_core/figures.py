@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from rag_core.compare import CompareReport
 from rag_core.display import short_name
 from rag_core.evaluation import EvalReport
 from rag_core.map_questions import MapQuestion
@@ -242,6 +243,37 @@ def metrics_figure(reports: Mapping[Mode, EvalReport]) -> go.Figure:
         yaxis={"range": [0, 1.05]},
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
         title={"text": "Retrieval quality by mode"},
+    )
+    return fig
+
+
+def compare_figure(report: CompareReport) -> go.Figure:
+    """Grouped bars, one group per arm of a fine-tuning vs retrieval comparison: answer has the fact,
+    answerable refused, uncovered refused (a missing rate, e.g. no uncovered questions, is left out)."""
+    measures = (
+        ("answer has the fact", "answer_contains"),
+        ("answerable refused", "refused_answerable"),
+        ("uncovered refused", "refused_uncovered"),
+    )
+    fig = go.Figure()
+    for label, attr in measures:
+        values = [getattr(a, attr) for a in report.arms]
+        if all(v is None for v in values):
+            continue
+        fig.add_trace(
+            go.Bar(
+                name=label,
+                x=[a.arm for a in report.arms],
+                y=[v or 0.0 for v in values],
+                text=["n/a" if v is None else f"{v:.2f}" for v in values],
+            )
+        )
+    fig.update_layout(
+        barmode="group",
+        height=400,
+        yaxis={"range": [0, 1.05]},
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        title={"text": "Fine-tuning vs retrieval, per arm"},
     )
     return fig
 

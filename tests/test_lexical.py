@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag_core.config import Settings
 from rag_core.embedding import Embedder
 from rag_core.engine import Engine
-from rag_core.lexical import LexicalIndex, expand_query, tokenize
+from rag_core.lexical import LexicalIndex, expand_query, tokenize, top_k
 from rag_core.store import LocalStore
 
 CLAUSES = "\n\n".join(
@@ -63,6 +64,48 @@ class TestLexicalIndex:
     def test_unknown_words_and_empty_kb(self, engine: Engine, tmp_path: Path) -> None:
         assert engine.searcher.lexical.search(["zzzzqqq the of"], 5) == [[]]
         assert LexicalIndex(LocalStore(tmp_path / "empty")).search(["gifts"], 5) == [[]]
+
+
+class TestTopK:
+    """`top_k` sums bm25s's precomputed score columns itself; it must rank exactly as `BM25.retrieve`."""
+
+    def test_same_scores_and_ranks_as_bm25s(self) -> None:
+        import bm25s
+
+        rng = np.random.default_rng(3)
+        words = [f"w{i}" for i in range(60)]
+        # Zipf-like word use, so some columns are long and most queries share words with many chunks.
+        p = 1 / np.arange(1, 61)
+        corpus = [list(rng.choice(words, size=int(rng.integers(3, 30)), p=p / p.sum())) for _ in range(400)]
+        retriever = bm25s.BM25(k1=1.5, b=0.75)
+        retriever.index(bm25s.tokenization.Tokenized(*_ids(corpus)), show_progress=False)
+        for _ in range(50):
+            query = list(rng.choice(words, size=int(rng.integers(1, 6))))
+            ids = [retriever.vocab_dict[w] for w in query if w in retriever.vocab_dict]
+            if not ids:
+                continue
+            rows, scores = top_k(retriever.scores, ids, 10)
+            want_rows, want_scores = retriever.retrieve([ids], k=10, show_progress=False, n_threads=1)
+            want = {int(r): float(s) for r, s in zip(want_rows[0], want_scores[0], strict=True) if s > 0}
+            assert np.allclose(scores[: len(want)], sorted(want.values(), reverse=True), rtol=1e-5)
+            assert list(scores) == sorted(scores, reverse=True) and (scores > 0).all()
+            untied = [r for r in rows.tolist() if list(np.isclose(scores, want.get(r, -1.0))).count(True) == 1]
+            assert all(r in want for r in untied)  # the same chunks, up to the order of equal scores
+
+    def test_one_token_and_fewer_matches_than_k(self) -> None:
+        import bm25s
+
+        retriever = bm25s.BM25()
+        retriever.index(bm25s.tokenization.Tokenized(*_ids([["leave", "pay"], ["pay"], ["desk"]])), show_progress=False)
+        rows, scores = top_k(retriever.scores, [retriever.vocab_dict["leave"]], 5)
+        assert rows.tolist() == [0] and scores[0] > 0
+        rows, _ = top_k(retriever.scores, [retriever.vocab_dict["pay"], retriever.vocab_dict["leave"]], 5)
+        assert rows.tolist() == [0, 1]  # both words beat one; the desk chunk shares none
+
+
+def _ids(corpus: list[list[str]]) -> tuple[list[list[int]], dict[str, int]]:
+    vocab: dict[str, int] = {}
+    return [[vocab.setdefault(w, len(vocab)) for w in doc] for doc in corpus], vocab
 
 
 class TestNumbers:

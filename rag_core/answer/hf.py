@@ -1,11 +1,14 @@
-"""A local causal language model through transformers (`hf:<model id or local dir>`)."""
+"""A local causal language model through transformers (`hf:<model id or local dir>`), or a LoRA adapter
+directory from `python -m rag_core finetune` (`hf:<adapter dir>`: its base model with the adapter merged in)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
+from rag_core import lora
 from rag_core.answer.generators import GeneratorError, GeneratorUnavailable
 from rag_core.answer.prompt import build_prompt, chat_messages
 from rag_core.embedding.loading import scoped_load
@@ -33,14 +36,23 @@ class HFGenerator:
             raise ValueError(f"max_new_tokens must be >= 1; got {max_new_tokens}")
         self.name = f"hf:{model_id}"
         self.max_new_tokens = max_new_tokens
+        self.tokenizer: Any = None
+        loaded: Any = None
+        import torch
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
-            import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            local_only = not allow_downloads
-            with scoped_load(local_only):  # offline and without progress bars, for this load only
-                self.tokenizer: Any = AutoTokenizer.from_pretrained(model_id, local_files_only=local_only)
-                loaded: Any = AutoModelForCausalLM.from_pretrained(model_id, local_files_only=local_only)
+            if lora.is_adapter(Path(model_id)):  # LoRA adapters from `finetune`: base + adapter, merged
+                self.tokenizer, loaded = lora.load_adapter(Path(model_id), device=self.device)
+            else:
+                local_only = not allow_downloads
+                with scoped_load(local_only):  # offline and without progress bars, for this load only
+                    self.tokenizer = AutoTokenizer.from_pretrained(model_id, local_files_only=local_only)
+                    loaded = AutoModelForCausalLM.from_pretrained(model_id, local_files_only=local_only)
+        except lora.FinetuneError as e:
+            raise GeneratorUnavailable(f"{e}; meanwhile the extractive answerer is used") from e
         except Exception as e:
             raise GeneratorUnavailable(
                 f"language model {model_id!r} is not available on this machine ({type(e).__name__}). "
@@ -48,7 +60,6 @@ class HFGenerator:
                 "machine with network access and set RAG_ALLOW_DOWNLOADS=1; meanwhile the extractive "
                 "answerer is used"
             ) from e
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model: Any = loaded.to(self.device)
         self.model.eval()
         config = self.model.config

@@ -38,6 +38,7 @@ from rag_core.config import Settings
 from rag_core.embedding import Embedder
 from rag_core.engine import Engine
 from rag_core.types import Hit
+from tests.lm import tiny_gpt2 as make_tiny_gpt2
 
 
 def floor(min_score: float) -> CoverageJudge:
@@ -154,17 +155,9 @@ class TestExtractive:
 
 
 def _tiny_gpt2(out: Path, positions: int) -> Path:
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
-    corpus = [LEAVE.text, VPN.text, build_prompt("How many days of leave?", [LEAVE, VPN])] * 20
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(corpus, vocab_size=400, min_frequency=1, special_tokens=["<|endoftext|>"])
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
-    tok.save_pretrained(out)
-    config = GPT2Config(vocab_size=len(tok), n_positions=positions, n_embd=32, n_layer=2, n_head=2)
-    GPT2LMHeadModel(config).save_pretrained(out)
-    return out
+    return make_tiny_gpt2(
+        out, [LEAVE.text, VPN.text, build_prompt("How many days of leave?", [LEAVE, VPN])] * 20, positions
+    )
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
+from pgvector.psycopg import register_vector
 
 import rag_core.store.pgrows as pgrows
 from rag_core.config import Settings
 from rag_core.store import StoreError, open_store
-from rag_core.store.pgindex import EF_LADDER, recall_at
+from rag_core.store.pgindex import EF_LADDER, HNSW_M, exact_top_k, recall_at, search
 from rag_core.store.pgschema import MIGRATIONS, SCHEMA_VERSION, migrate, redact
 from rag_core.store.postgres import PostgresStore
 
@@ -198,6 +199,23 @@ class TestHnsw:
         assert store.index_info() == replace(tuned, size=650)
         store.add(with_vectors("c.txt", vecs[650:]))  # +17% since tuned: tuned again
         assert store.index_info().trained_size == 700 and store.index_info().size == 700
+
+    def test_the_tuning_scan_finds_the_exact_top_k_in_batches(self, pg_url: str, tmp_path: Path) -> None:
+        store = PostgresStore(pg_url, cache_root=tmp_path, ann_threshold=100_000)
+        store.add(with_vectors("a.txt", _clustered(530, 16)))
+        queries = _clustered(12, 16, seed=5)
+        with psycopg.connect(pg_url) as db:
+            register_vector(db)
+            _, want = search(db, queries, 10, None)
+            for batch in (7, 100, 10_000):  # several batches, the last one short; a single batch
+                assert exact_top_k(db, queries, 10, batch=batch).tolist() == want.tolist()
+
+    def test_the_index_is_built_with_a_denser_graph(self, pg_url: str, tmp_path: Path) -> None:
+        store = PostgresStore(pg_url, cache_root=tmp_path, ann_threshold=50)
+        store.add(with_vectors("a.txt", _clustered(60, 16)))
+        with psycopg.connect(pg_url) as db:
+            (definition,) = db.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'chunks_hnsw'").fetchone()
+        assert f"m='{HNSW_M}'" in definition.replace(" ", "")
 
     def test_approximate_search_uses_the_index(self, pg_url: str, tmp_path: Path) -> None:
         store = PostgresStore(pg_url, cache_root=tmp_path, ann_threshold=50)
