@@ -8,15 +8,16 @@ The knowledge bases are `benchmarks/run.py`'s synthetic ones: the real corpus's 
 chunk texts with vectors moved toward a real neighbour plus noise. For each size:
 
 - Bulk load into PostgreSQL through `PostgresStore.import_from` (the `migrate` path: rows copied, then the
-  HNSW index built once, then ef_search tuned, in one transaction): chunks/s of the copy, seconds of the
+  index built once (IVFFlat, the default, or HNSW with `--pg-index hnsw`), then its breadth tuned, in one
+  transaction): chunks/s of the copy, seconds of the
   index build and of the tuning, and the BM25 index built from the database into the local cache.
-- Vector search alone, one query at a time: HNSW at the recorded ef_search (p50/p95) and exact (p50).
-- Recall@10 of the HNSW search against exact search (brute force over the same vectors) on held-out
+- Vector search alone, one query at a time: the index at its recorded breadth (p50/p95) and exact (p50).
+- Recall@10 of the index search against exact search (brute force over the same vectors) on held-out
   queries that are not stored vectors: the real eval questions' embeddings, and real chunk vectors
   perturbed by noise as large as the synthetic vectors'.
 - In a fresh process (the app server: model, store, BM25): query embedding alone, dense search and hybrid
   search (embedding + dense + BM25 + fusion + rows) through `Engine.search`, p50/p95, and its peak RSS.
-- Database size (`pg_database_size`, and the HNSW index's share).
+- Database size (`pg_database_size`, and the index's share).
 
 The embedded store gets the same figures at `--local-sizes`: its load is `LocalStore.add` per 10,000-chunk
 document (FAISS files, IVF trained and tuned), its size the directory's bytes.
@@ -71,6 +72,7 @@ def probe(spec: dict[str, Any]) -> dict[str, Any]:
         database_url=spec["database_url"],
         background_map=False,
         ann_threshold=spec["threshold"],
+        pg_index=spec["pg_index"],
     )
     queries: list[str] = spec["queries"]
     t = time.perf_counter()
@@ -119,8 +121,16 @@ def bm25s_retrieve(lexical: Any, query: str, depth: int) -> float:
     return time.perf_counter() - t
 
 
-def app_process(data_dir: Path, database_url: str | None, threshold: int, queries: list[str]) -> dict[str, Any]:
-    spec = {"data_dir": str(data_dir), "database_url": database_url, "threshold": threshold, "queries": queries}
+def app_process(
+    data_dir: Path, database_url: str | None, threshold: int, queries: list[str], pg_index: str = "ivfflat"
+) -> dict[str, Any]:
+    spec = {
+        "data_dir": str(data_dir),
+        "database_url": database_url,
+        "threshold": threshold,
+        "queries": queries,
+        "pg_index": pg_index,
+    }
     spec_file = data_dir / "probe.json"
     spec_file.write_text(json.dumps({**spec, "rounds": 2}))
     _, rss, out = run_child([sys.executable, __file__, "--probe", str(spec_file)])
@@ -219,7 +229,7 @@ def configure_server(url: str) -> str:
 
 
 def bench_postgres(
-    server: Any, real: Any, n: int, work: Path, queries: dict[str, FloatArray], texts: list[str]
+    server: Any, real: Any, n: int, work: Path, queries: dict[str, FloatArray], texts: list[str], kind: Any
 ) -> dict[str, Any]:
     import psycopg
 
@@ -238,7 +248,8 @@ def bench_postgres(
     docs = list(synthetic_documents(real, n))
     export, vectors, ids = export_of(docs)
     del docs
-    store = PostgresStore(url, cache_root=cache, ann_threshold=Settings().ann_threshold)
+    store = PostgresStore(url, cache_root=cache, ann_threshold=Settings().ann_threshold, index=kind)
+    label = "HNSW" if kind == "hnsw" else "IVFFlat"
     spent: dict[str, float] = {}
     copied = [0.0]
 
@@ -248,7 +259,7 @@ def bench_postgres(
 
     print(f"  PostgreSQL {n:,}: loading", flush=True)
     t = time.perf_counter()
-    with timing_of(pgindex, "create_index", spent), timing_of(pgindex, "tune_ef_search", spent):
+    with timing_of(pgindex, "build_index", spent), timing_of(pgindex, "tune", spent):
         store.import_from(export, progress)
     total = time.perf_counter() - t
     copy_s = copied[0] - t
@@ -259,20 +270,26 @@ def bench_postgres(
     info = store.index_info()
     result = measure_store(store, vectors, ids, queries)
     with psycopg.connect(url) as db:
-        row = db.execute("SELECT pg_database_size(current_database()), pg_relation_size('chunks_hnsw')").fetchone()
+        index_name = pgindex.INDEX_NAMES[kind]
+        row = db.execute("SELECT pg_database_size(current_database()), pg_relation_size(%s)", (index_name,)).fetchone()
         ext = db.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
     db_bytes, index_bytes = (int(row[0]), int(row[1])) if row else (0, 0)
     store.close()
     del vectors
-    app = app_process(cache, url, Settings().ann_threshold, texts)
+    app = app_process(cache, url, Settings().ann_threshold, texts, kind)
     return {
         **result,
         "store": "PostgreSQL (pgvector " + (str(ext[0]) if ext else "?") + ")",
         "n": n,
-        "load": f"{n / copy_s:,.0f} chunks/s copy ({copy_s:.0f} s); HNSW build {spent.get('create_index', 0):.0f} s; "
-        f"ef tuning {spent.get('tune_ef_search', 0):.0f} s; all {total:.0f} s; BM25 {bm25_s:.0f} s",
-        "index": f"HNSW ef_search {info.ef_search} (tuned recall {info.recall_at_10:.3f})",
-        "size": f"{db_bytes / 2**30:.2f} GiB (HNSW {index_bytes / 2**30:.2f} GiB)",
+        "load": f"{n / copy_s:,.0f} chunks/s copy ({copy_s:.0f} s); {label} build {spent.get('build_index', 0):.0f} s; "
+        f"tuning {spent.get('tune', 0):.0f} s; all {total:.0f} s; BM25 {bm25_s:.0f} s",
+        "index": (
+            f"HNSW m {pgindex.HNSW_M} ef_search {info.ef_search}"
+            if info.kind == "hnsw"
+            else f"IVFFlat lists {info.nlist} probes {info.nprobe}"
+        )
+        + f" (tuned recall {info.recall_at_10:.3f})",
+        "size": f"{db_bytes / 2**30:.2f} GiB ({label} {index_bytes / 2**30:.2f} GiB)",
         "app": app,
     }
 
@@ -352,6 +369,7 @@ def main() -> int:
     ap.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000], help="PostgreSQL KB sizes")
     ap.add_argument("--local-sizes", type=int, nargs="*", default=[100_000], help="embedded store KB sizes")
     ap.add_argument("--work", type=Path, default=None, help="work dir to keep (the real KB is reused from it)")
+    ap.add_argument("--pg-index", choices=["ivfflat", "hnsw"], nargs="+", default=["ivfflat"], help="index kinds")
     ap.add_argument("--probe", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.probe is not None:
@@ -392,8 +410,9 @@ def main() -> int:
             version = configure_server(server.get_uri())
             print(f"  {version}", flush=True)
             for n in args.sizes:
-                rows.append(row(bench_postgres(server, real, n, work, queries, texts)))
-                print(rows[-1], flush=True)
+                for kind in args.pg_index:
+                    rows.append(row(bench_postgres(server, real, n, work, queries, texts, kind)))
+                    print(rows[-1], flush=True)
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
         f"\n`python benchmarks/pg_scale.py {' '.join(sys.argv[1:])}`, {time.strftime('%Y-%m-%d')}, "

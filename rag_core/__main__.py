@@ -513,7 +513,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     if not (settings.data_dir / DB_NAME).exists():
         raise _UsageError(f"no knowledge base in {settings.data_dir} to migrate: name its folder with --data-dir")
     started = time.monotonic()
-    target = PostgresStore(args.to, cache_root=settings.data_dir)
+    target = PostgresStore(args.to, cache_root=settings.data_dir, index=settings.pg_index)
     try:
         with (
             export(LocalStore(settings.data_dir)) as source,

@@ -69,7 +69,9 @@ class Engine:
 
     def __init__(self, settings: Settings, *, embedder_spec: str | None = None, embedder: Embedder | None = None):
         self.settings = settings
-        self.store = open_store(settings.data_dir, settings.database_url, ann_threshold=settings.ann_threshold)
+        self.store = open_store(
+            settings.data_dir, settings.database_url, ann_threshold=settings.ann_threshold, pg_index=settings.pg_index
+        )
         recorded = self.store.embedder_name
         if embedder_spec is not None and recorded is not None and embedder_spec != recorded:
             self.store.check_embedder(embedder_spec)  # raises with both names and how to re-index

@@ -257,7 +257,7 @@ def train(
         lora_dropout=0.05,
         task_type="CAUSAL_LM",
         fan_in_fan_out=config.model_type == "gpt2",  # GPT-2 stores its projections transposed (Conv1D)
-        target_modules=None if config.model_type in _PEFT_KNOWS else "all-linear",
+        target_modules=None if config.model_type in _peft_defaults() else "all-linear",
     )
     model = get_peft_model(model, lora).to(device)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -315,8 +315,12 @@ def train(
     return record
 
 
-# Model types for which peft knows which layers to adapt (its own defaults: attention projections).
-_PEFT_KNOWS = frozenset({"gpt2", "gpt_neo", "gptj", "gpt_neox", "llama", "mistral", "qwen2", "qwen3", "opt", "phi"})
+def _peft_defaults() -> Any:
+    """The model types for which peft knows which layers to adapt (its defaults: the attention
+    projections, e.g. GPT-2's c_attn, Llama's q_proj and v_proj); others get every linear layer."""
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+    return TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 
 
 def _padded(batch: list[list[int]], pad: int) -> tuple[Any, Any, Any]:
@@ -338,6 +342,11 @@ def _peak_memory_mb(device: str) -> float:
     import torch
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+    try:  # VmHWM: this process's own peak (getrusage can count the parent's size at exec time)
+        status = Path("/proc/self/status").read_text().splitlines()
+        rss = next(int(x.split()[1]) / 1024 for x in status if x.startswith("VmHWM"))
+    except (OSError, StopIteration, ValueError):
+        pass
     gpu = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else 0.0
     return float(rss + gpu)
 

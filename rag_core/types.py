@@ -30,6 +30,7 @@ IntArray = npt.NDArray[np.int64]
 Mode = Literal["dense", "bm25", "hybrid"]
 Metric = Literal["cosine", "dot", "l2"]
 Fusion = Literal["convex", "rrf"]
+PgIndexKind = Literal["ivfflat", "hnsw"]  # the PostgreSQL store's approximate index (rag_core.store.pgindex)
 FileKind = Literal["pdf", "docx", "pptx", "xlsx", "html", "md", "txt"]
 # A page label that starts with one of these names the part of a file that is not a printed page, and a
 # citation says it as it is: a Word file with no page breaks is cited by heading section ("section 3:
@@ -51,6 +52,7 @@ QuestionKind = str  # the QA file's own labels (fact, paraphrase, unanswerable, 
 MODES: tuple[Mode, ...] = get_args(Mode)
 METRICS: tuple[Metric, ...] = get_args(Metric)
 FUSIONS: tuple[Fusion, ...] = get_args(Fusion)
+PG_INDEX_KINDS: tuple[PgIndexKind, ...] = get_args(PgIndexKind)
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 RUNTIMES: tuple[Runtime, ...] = get_args(Runtime)
 

@@ -47,7 +47,7 @@ from rag_core.store.protocol import (
     StoreError,
 )
 from rag_core.store.vectors import ANN_TARGET_RECALL, DEFAULT_ANN_THRESHOLD, build_ivf, ivf_lists, tune_nprobe
-from rag_core.types import IndexInfo
+from rag_core.types import IndexInfo, PgIndexKind
 
 __all__ = [
     "ANN_TARGET_RECALL",
@@ -81,6 +81,7 @@ def open_store(
     *,
     ann_threshold: int = DEFAULT_ANN_THRESHOLD,
     cache_root: str | Path | None = None,
+    pg_index: PgIndexKind = "ivfflat",
 ) -> KnowledgeStore:
     """The store at `location`, a directory or a postgresql:// URL; or, when `database_url` is given, the
     PostgreSQL store there with its local caches (BM25, map layouts) under the directory `location`.
@@ -91,5 +92,5 @@ def open_store(
     if is_database_url(location):
         from rag_core.store.postgres import PostgresStore  # psycopg is loaded only when it is used
 
-        return PostgresStore(str(location), cache_root=cache_root, ann_threshold=ann_threshold)
+        return PostgresStore(str(location), cache_root=cache_root, ann_threshold=ann_threshold, index=pg_index)
     return LocalStore(location, ann_threshold=ann_threshold)

@@ -63,7 +63,7 @@ def copy_into(
         return ImportReport(0, 0, 0, 0, 0, None, None)
     recorded = meta(db, ("dimension", "next_chunk_id"))
     if "dimension" not in recorded:
-        pgindex.set_dimension(db, source.dimension, index=False)
+        pgindex.set_dimension(db, source.dimension)
     chunks = archived = missing = 0
     next_id = source.next_chunk_id
     for done, doc in enumerate(source.documents, start=1):
@@ -80,7 +80,6 @@ def copy_into(
         next_id = max(next_id, int(stored.chunk_ids.max(initial=0)) + 1)
         if progress is not None:
             progress(done, len(source.documents))
-    pgindex.create_index(db, source.dimension)
     set_meta(db, "embedder", source.embedder)
     set_meta(db, "dimension", str(source.dimension))
     set_meta(db, "next_chunk_id", str(max(next_id, int(recorded.get("next_chunk_id", "1")))))

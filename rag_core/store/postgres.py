@@ -66,14 +66,33 @@ from rag_core.store.protocol import (
 )
 from rag_core.store.rows import new_document_info
 from rag_core.store.vectors import DEFAULT_ANN_THRESHOLD
-from rag_core.types import ChunkRow, DocumentInfo, FloatArray, IndexInfo, IntArray, NewDocument
+from rag_core.types import (
+    PG_INDEX_KINDS,
+    ChunkRow,
+    DocumentInfo,
+    FloatArray,
+    IndexInfo,
+    IntArray,
+    NewDocument,
+    PgIndexKind,
+)
 
 NEW_DATABASE = (
     "re-index into a new database (another database name in RAG_DATABASE_URL or --database-url, "
     "then ingest the documents again)"
 )
-_INDEX_KEYS = ("generation", "index_kind", "index_size", "ann_ef_search", "ann_recall_at_10", "ann_trained_size")
-# ef_search is re-tuned when the store has grown or shrunk by more than this share since it was tuned:
+_INDEX_KEYS = (
+    "generation",
+    "index_kind",
+    "index_size",
+    "ann_nlist",
+    "ann_nprobe",
+    "ann_ef_search",
+    "ann_recall_at_10",
+    "ann_trained_size",
+)
+# The index's breadth (IVF probes, HNSW ef_search) is re-tuned when the store has grown or shrunk by more
+# than this share since it was tuned:
 # tuning runs 200 exact searches (~2.5 s at 20,000 chunks, linear in the size) inside the write.
 RETUNE_CHANGE = 0.1
 
@@ -103,11 +122,21 @@ class PostgresStore:
     """A `KnowledgeStore` in one PostgreSQL database. Safe to share between threads; any number of
     processes may read and write."""
 
-    def __init__(self, url: str, *, cache_root: str | Path | None = None, ann_threshold: int = DEFAULT_ANN_THRESHOLD):
+    def __init__(
+        self,
+        url: str,
+        *,
+        cache_root: str | Path | None = None,
+        ann_threshold: int = DEFAULT_ANN_THRESHOLD,
+        index: PgIndexKind = "ivfflat",
+    ):
         if ann_threshold < 1:
             raise ValueError(f"ann_threshold must be >= 1; got ann_threshold={ann_threshold}")
+        if index not in PG_INDEX_KINDS:
+            raise ValueError(f"the PostgreSQL index must be one of {PG_INDEX_KINDS}; got {index!r}")
         self.url = url
         self.ann_threshold = ann_threshold
+        self.index_kind: PgIndexKind = index
         with contextlib.closing(connect(url)) as db:
             version = migrate(db)
             store_id = meta(db, ("store_id",)).get("store_id", "")
@@ -233,8 +262,11 @@ class PostgresStore:
             dimension = int(recorded.get("dimension", "0"))
             if q.shape[1] != dimension:
                 raise EmbedderMismatch(f"query vectors are {q.shape[1]}-d but the index holds {dimension}-d vectors")
-            ef_search = info.ef_search if info.kind == "hnsw" and not exact else None
-            return pgindex.search(db, q, min(k, info.size), ef_search)
+            if exact or info.kind == "flat":
+                return pgindex.search(db, q, min(k, info.size), None)
+            if info.kind == "hnsw":
+                return pgindex.search(db, q, min(k, info.size), info.ef_search, "hnsw")
+            return pgindex.search(db, q, min(k, info.size), info.nprobe, "ivfflat")
 
     @_retried
     def original(self, doc: DocumentInfo) -> bytes | None:
@@ -263,19 +295,24 @@ class PostgresStore:
             self._next_generation(db)
 
     def _next_generation(self, db: Conn) -> None:
-        """Move the generation on and record the index that serves it: HNSW at or above the threshold,
-        with ef_search tuned when it first is, or when the store has changed by more than RETUNE_CHANGE
-        since (`trained_size` records the size it was tuned at)."""
+        """Move the generation on and record the index that serves it (rag_core.store.pgindex): exact
+        below the threshold; at or above it the configured index, built when missing (or of the other
+        kind), IVF's lists rebuilt when the store has grown or shrunk REBUILD_FACTOR-fold since they were
+        trained (`trained_size`), and the breadth re-tuned when the store has changed by more than
+        RETUNE_CHANGE since it was tuned (`ann_tuned_size`)."""
         row = db.execute("SELECT COUNT(*) FROM chunks").fetchone()
         size = 0 if row is None else int(row[0])
-        recorded = meta(db, _INDEX_KEYS)
+        recorded = meta(db, (*_INDEX_KEYS, "dimension", "ann_tuned_size"))
         before, info = index_info_of(recorded), IndexInfo("flat", size)
-        if size >= self.ann_threshold and pgindex.has_index(db):
-            if before.kind == "hnsw" and abs(size - before.trained_size) <= RETUNE_CHANGE * before.trained_size:
-                info = replace(before, size=size)  # tuned on nearly this store; recall as measured then
-            else:
-                ef_search, recall = pgindex.tune_ef_search(db, size)
-                info = IndexInfo("hnsw", size, recall_at_10=recall, trained_size=size, ef_search=ef_search)
+        dimension = int(recorded.get("dimension", "0"))
+        if size >= self.ann_threshold and 0 < dimension <= pgindex.MAX_INDEX_DIMENSION:
+            tuned_at = int(recorded.get("ann_tuned_size", "0"))
+            info = pgindex.serve(db, self.index_kind, before, size, tuned_at, RETUNE_CHANGE)
+            if info is not before:
+                set_meta(db, "ann_tuned_size", str(size))
+            info = replace(info, size=size)
+        elif pgindex.existing_index(db) is not None:
+            pgindex.drop_index(db)  # shrunk below the threshold: exact search, and no index to keep up
         generation = int(recorded.get("generation", "0")) + 1
         for key, value in {"generation": str(generation), **index_meta(info)}.items():
             set_meta(db, key, value)

@@ -1,5 +1,5 @@
 """rag_core.store.postgres beyond the contract: the schema version and migrations on start, writes that
-fail or die half-way leaving nothing, the HNSW index and its tuned ef_search, the local cache dir and
+fail or die half-way leaving nothing, the IVF or HNSW index and its tuned breadth, the local cache dir and
 how a URL selects the backend. Every test gets a fresh database on the session's private server."""
 
 from __future__ import annotations
@@ -19,9 +19,19 @@ from pgvector.psycopg import register_vector
 import rag_core.store.pgrows as pgrows
 from rag_core.config import Settings
 from rag_core.store import StoreError, open_store
-from rag_core.store.pgindex import EF_LADDER, HNSW_M, exact_top_k, recall_at, search
+from rag_core.store.pgindex import (
+    EF_LADDER,
+    HNSW_M,
+    INDEX_NAMES,
+    exact_top_k,
+    existing_index,
+    ivf_lists,
+    recall_at,
+    search,
+)
 from rag_core.store.pgschema import MIGRATIONS, SCHEMA_VERSION, migrate, redact
 from rag_core.store.postgres import PostgresStore
+from rag_core.types import PgIndexKind
 
 from .conftest import new_document, with_vectors
 
@@ -165,40 +175,69 @@ class TestAtomicWrites:
         assert len({c.chunk_id for c in store.all_chunks()}) == 36
 
 
-class TestHnsw:
-    def test_above_the_threshold_hnsw_answers_with_tuned_ef_search(self, pg_url: str, tmp_path: Path) -> None:
-        store = PostgresStore(pg_url, cache_root=tmp_path, ann_threshold=500)
-        vecs, queries = np.split(_clustered(1000, 32), [900])  # queries near the data, but not stored
-        store.add(with_vectors("a.txt", vecs[:400]))
+class TestIndex:
+    def test_above_the_threshold_ivf_answers_with_tuned_probes(self, pg_url: str, tmp_path: Path) -> None:
+        store = PostgresStore(pg_url, cache_root=tmp_path, ann_threshold=1000)
+        vecs, queries = np.split(_clustered(3100, 32), [3000])  # queries near the data, but not stored
+        store.add(with_vectors("a.txt", vecs[:900]))
         assert store.index_info().kind == "flat"
-        store.add(with_vectors("b.txt", vecs[400:]))
+        store.add(with_vectors("b.txt", vecs[900:]))
         info = store.index_info()
-        assert info.kind == "hnsw" and info.size == 900 and info.ef_search in EF_LADDER
-        assert info.recall_at_10 >= 0.98
-        assert _meta(pg_url, "ann_ef_search") == str(info.ef_search)
+        assert info.kind == "ivf" and info.size == 3000 and info.nlist == ivf_lists(3000) == 3
+        assert 1 <= info.nprobe <= 3 and info.recall_at_10 >= 0.98 and info.trained_size == 3000
+        assert _meta(pg_url, "ann_nprobe") == str(info.nprobe)
         assert PostgresStore(pg_url, cache_root=tmp_path).index_info() == info
-
         _, exact = store.search(queries, 10, exact=True)
         _, approx = store.search(queries, 10)
         assert recall_at(exact, approx) >= 0.98
         far = _clustered(100, 32, seed=7)  # around other centres: far from every stored vector
         assert recall_at(store.search(far, 10, exact=True)[1], store.search(far, 10)[1]) >= 0.98
-        scores, _ = store.search(queries[:1], 10, exact=True)
-        assert np.all(np.diff(scores[0]) <= 1e-6)
 
-        store.delete("b.txt")
-        assert store.index_info().kind == "flat" and store.size == 400
+        store.delete("b.txt")  # below the threshold again: exact, and no index left to keep up
+        assert store.index_info().kind == "flat" and store.size == 900
+        with psycopg.connect(pg_url) as db:
+            assert existing_index(db) is None
 
-    def test_ef_search_is_retuned_when_the_store_has_changed_by_a_tenth(self, pg_url: str, tmp_path: Path) -> None:
-        store = PostgresStore(pg_url, cache_root=tmp_path, ann_threshold=500)
-        vecs = _clustered(700, 16)
-        store.add(with_vectors("a.txt", vecs[:600]))
-        tuned = store.index_info()
-        assert tuned.kind == "hnsw" and tuned.trained_size == 600
-        store.add(with_vectors("b.txt", vecs[600:650]))  # +8%: kept, with the recall measured at 600
-        assert store.index_info() == replace(tuned, size=650)
-        store.add(with_vectors("c.txt", vecs[650:]))  # +17% since tuned: tuned again
-        assert store.index_info().trained_size == 700 and store.index_info().size == 700
+    def test_ivf_lists_are_rebuilt_when_the_store_doubles(self, pg_url: str, tmp_path: Path) -> None:
+        store = PostgresStore(pg_url, cache_root=tmp_path, ann_threshold=1000)
+        vecs = _clustered(4200, 16)
+        store.add(with_vectors("a.txt", vecs[:2000]))
+        assert (store.index_info().nlist, store.index_info().trained_size) == (2, 2000)
+        store.add(with_vectors("b.txt", vecs[2000:2100]))  # +5%: neither rebuilt nor tuned again
+        assert store.index_info() == replace(store.index_info(), size=2100, trained_size=2000)
+        assert _meta(pg_url, "ann_tuned_size") == "2000"
+        store.add(with_vectors("c.txt", vecs[2100:2500]))  # +25% since tuned: tuned again, same lists
+        assert _meta(pg_url, "ann_tuned_size") == "2500" and store.index_info().trained_size == 2000
+        store.add(with_vectors("d.txt", vecs[2500:]))  # 2.1x the lists' size: rebuilt
+        info = store.index_info()
+        assert (info.nlist, info.trained_size, info.size) == (4, 4200, 4200)
+
+    def test_hnsw_when_configured_with_tuned_ef_search(self, pg_url: str, tmp_path: Path) -> None:
+        store = PostgresStore(pg_url, cache_root=tmp_path, ann_threshold=500, index="hnsw")
+        vecs, queries = np.split(_clustered(1000, 32), [900])
+        store.add(with_vectors("a.txt", vecs))
+        info = store.index_info()
+        assert info.kind == "hnsw" and info.size == 900 and info.ef_search in EF_LADDER
+        assert info.recall_at_10 >= 0.98 and _meta(pg_url, "ann_ef_search") == str(info.ef_search)
+        _, exact = store.search(queries, 10, exact=True)
+        assert recall_at(exact, store.search(queries, 10)[1]) >= 0.98
+        with psycopg.connect(pg_url) as db:
+            (definition,) = db.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'chunks_hnsw'").fetchone()
+        assert f"m='{HNSW_M}'" in definition.replace(" ", "")  # the denser graph
+
+    def test_another_index_kind_takes_over_at_the_next_write(self, pg_url: str, tmp_path: Path) -> None:
+        vecs = _clustered(1200, 16)
+        PostgresStore(pg_url, cache_root=tmp_path, ann_threshold=500, index="hnsw").add(
+            with_vectors("a.txt", vecs[:1100])
+        )
+        store = PostgresStore(pg_url, cache_root=tmp_path, ann_threshold=500)  # ivfflat, the default
+        assert store.index_info().kind == "hnsw"  # serves as recorded until the next write
+        store.add(with_vectors("b.txt", vecs[1100:]))
+        assert store.index_info().kind == "ivf"
+        with psycopg.connect(pg_url) as db:
+            assert existing_index(db) == "ivfflat"
+        with pytest.raises(ValueError, match="one of"):
+            PostgresStore(pg_url, cache_root=tmp_path, index="annoy")  # type: ignore[arg-type]
 
     def test_the_tuning_scan_finds_the_exact_top_k_in_batches(self, pg_url: str, tmp_path: Path) -> None:
         store = PostgresStore(pg_url, cache_root=tmp_path, ann_threshold=100_000)
@@ -210,28 +249,23 @@ class TestHnsw:
             for batch in (7, 100, 10_000):  # several batches, the last one short; a single batch
                 assert exact_top_k(db, queries, 10, batch=batch).tolist() == want.tolist()
 
-    def test_the_index_is_built_with_a_denser_graph(self, pg_url: str, tmp_path: Path) -> None:
-        store = PostgresStore(pg_url, cache_root=tmp_path, ann_threshold=50)
-        store.add(with_vectors("a.txt", _clustered(60, 16)))
-        with psycopg.connect(pg_url) as db:
-            (definition,) = db.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'chunks_hnsw'").fetchone()
-        assert f"m='{HNSW_M}'" in definition.replace(" ", "")
-
-    def test_approximate_search_uses_the_index(self, pg_url: str, tmp_path: Path) -> None:
-        store = PostgresStore(pg_url, cache_root=tmp_path, ann_threshold=50)
+    @pytest.mark.parametrize("kind", ["ivfflat", "hnsw"])
+    def test_approximate_search_uses_the_index(self, pg_url: str, tmp_path: Path, kind: PgIndexKind) -> None:
+        store = PostgresStore(pg_url, cache_root=tmp_path, ann_threshold=50, index=kind)
         store.add(with_vectors("a.txt", _clustered(200, 16)))
         vector = "[" + ",".join(f"{x:.6f}" for x in _clustered(1, 16, seed=3)[0]) + "]"  # numbers only
         explain = f"EXPLAIN SELECT id FROM chunks ORDER BY embedding <#> '{vector}' LIMIT 10".encode()
         plans = {}
-        for kind, settings in (
-            ("hnsw", ("SET LOCAL enable_indexscan = on", "SET LOCAL enable_seqscan = off")),
+        for name, settings in (
+            ("index", ("SET LOCAL enable_indexscan = on", "SET LOCAL enable_seqscan = off")),
             ("exact", ("SET LOCAL enable_indexscan = off", "SET LOCAL enable_seqscan = on")),
         ):  # the settings pgindex.search makes
             with psycopg.connect(pg_url) as db:
                 for setting in settings:
                     db.execute(setting)
-                plans[kind] = " ".join(str(r[0]) for r in db.execute(explain).fetchall())
-        assert "chunks_hnsw" in plans["hnsw"] and "chunks_hnsw" not in plans["exact"]
+                plans[name] = " ".join(str(r[0]) for r in db.execute(explain).fetchall())
+        index = INDEX_NAMES[kind]
+        assert index in plans["index"] and index not in plans["exact"]
 
 
 class TestLocation:
