@@ -171,7 +171,7 @@ def weight_bytes(path: Path) -> int:
 
 def _fp32_factor(config: Any) -> int:
     """Weights stored in 16 bits load as 32-bit floats on a CPU, twice their size on disk."""
-    dtype = str(getattr(config, "torch_dtype", None) or getattr(config, "dtype", None) or "float32")
+    dtype = str(getattr(config, "dtype", None) or "float32")
     return 2 if ("16" in dtype and not _cuda()) else 1
 
 

@@ -29,6 +29,7 @@ class TestSettings:
             ({"metric": "manhattan"}, "manhattan"),
             ({"top_k": 0}, "top_k=0"),
             ({"precision": "int4"}, "int4"),
+            ({"pg_index": "annoy"}, "RAG_PG_INDEX.*annoy"),
             ({"max_pages": 0}, "max_pages=0"),
         ],
     )

@@ -21,15 +21,15 @@ measured recall are recorded with the generation (`index_info`). Measurements: b
 
 Why a second backend: the local store needs no server but lives on one machine. A company running
 several app servers points them all at one PostgreSQL database (`RAG_DATABASE_URL`): the same contract,
-with PostgreSQL's transactions in place of the generation files and pgvector's HNSW index in place of
-IVF (postgres.py). Both pass one contract suite (tests/store/test_contract.py). A knowledge base grown
+with PostgreSQL's transactions in place of the generation files and pgvector's IVFFlat (or HNSW) index in
+place of FAISS (postgres.py). Both pass one contract suite (tests/store/test_contract.py). A knowledge base grown
 out of one machine moves over as it is (`local.export` into `PostgresStore.import_from`, pgimport.py:
 `python -m rag_core migrate --to URL`), vectors included, without re-embedding.
 
     protocol.py  the contract, its errors, index meta  local.py     SQLite rows, originals, the writer lock
     rows.py      the local store's SQL                 vectors.py   FAISS generations and IVF upkeep
     postgres.py  the PostgreSQL store                  pgschema.py  its schema, migrations, connections
-    pgrows.py    its SQL for rows                      pgindex.py   its vector column, HNSW, ef_search
+    pgrows.py    its SQL for rows                      pgindex.py   its vector column, IVFFlat / HNSW
     pgimport.py  copying a local knowledge base in     open_store   the backend for a location
 """
 

@@ -6,12 +6,12 @@ twice: each step in `MIGRATIONS` above the recorded version runs, then the new v
 database written by a newer PolicyPal is refused rather than misread.
 
     meta             key/value: schema version, store id, embedder, dimension, generation, next chunk
-                     id, index info (kind, size, ef_search, measured recall)
+                     id, index info (kind, size, lists, probes or ef_search, measured recall)
     documents        every version of every document; `seq` keeps insertion order
     originals        the uploaded bytes (bytea), one row per document
     pages            page texts, printed labels and whether OCR read them
     chunks           the searched chunks of current versions, each with its unit vector (pgvector); an
-                     HNSW index (inner product) on the vectors once their dimension is known
+                     IVFFlat or HNSW index (inner product) once the store reaches the threshold
     archived_chunks  the chunks of replaced versions with their vectors, never searched
     jobs, job_files  ingestion jobs and their files, the uploaded bytes (bytea) until a job is done
                      (rag_core.pgjobs; migration 3)

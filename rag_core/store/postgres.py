@@ -2,8 +2,8 @@
 app servers (`RAG_DATABASE_URL=postgresql://...` or `--database-url`).
 
 The tables (rag_core.store.pgschema) hold what the local store keeps in SQLite, FAISS files and the
-originals folder: documents with their versions, pages, chunks with their vectors (pgvector, HNSW
-index: rag_core.store.pgindex), archived chunks of replaced versions, the uploaded bytes (bytea) and
+originals folder: documents with their versions, pages, chunks with their vectors (pgvector, IVFFlat
+or HNSW index: rag_core.store.pgindex), archived chunks of replaced versions, the uploaded bytes (bytea) and
 the meta rows (embedder, generation, index info, schema version).
 
 Why one transaction per write: a write (add, restore, delete) runs in one transaction that takes a

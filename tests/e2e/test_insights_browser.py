@@ -2,7 +2,8 @@
 
 An employee (staff password) asks three questions, one the documents do not cover, and gives one
 answer a thumbs down with a reason; the administrator then sees them on Insights (the uncovered
-question under its topic) and on the Analysis map. Screenshots: the employee's chat, Insights, the map.
+question under its topic) and on the Analysis map, then compares a fine-tuned model with retrieval on
+the Evaluate page. Screenshots: the employee's chat, Insights, the map, the comparison.
 """
 
 from __future__ import annotations
@@ -33,12 +34,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A tiny random GPT-2 and its LoRA adapter, trained on the sample policy's text before it is loaded."""
+    from rag_core.lora import FinetuneOptions, train
+    from tests.lm import SAMPLE_TEXT, tiny_gpt2
+
+    base = tiny_gpt2(tmp_path_factory.mktemp("base"), [SAMPLE_TEXT] * 3, positions=512, vocab=600)
+    adapter = tmp_path_factory.mktemp("adapter") / "out"
+    texts = [p for p in SAMPLE_TEXT.split("\n\n") if p.strip()]
+    train(base, texts, adapter, FinetuneOptions(steps=5, block_tokens=64), generation=0, documents=[])
+    return f"hf:{base}", f"hf:{adapter}"
+
+
 def _sign_in(pg: object, password: str) -> None:
     pg.get_by_label("Password", exact=True).fill(password)  # type: ignore[attr-defined]
     pg.get_by_role("button", name="Sign in").click()  # type: ignore[attr-defined]
 
 
-def test_employee_questions_reach_the_admin(server: str) -> None:
+def test_employee_questions_reach_the_admin(server: str, models: tuple[str, str]) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
@@ -80,4 +94,16 @@ def test_employee_questions_reach_the_admin(server: str) -> None:
         admin.get_by_text("Show employees' questions").click()
         admin.get_by_text("3 employees' questions", exact=False).wait_for()
         _shot(admin, "6-map-questions")
+
+        base, adapter = models
+        admin.get_by_test_id("stSidebarNavLink").filter(has_text="Evaluate").click()
+        admin.get_by_text("Use the sample questions").click()
+        admin.get_by_text("Fine-tuning vs retrieval").first.wait_for()
+        admin.get_by_label("Base model").fill(base)
+        admin.get_by_label("Fine-tuned adapter (optional)").fill(adapter)
+        admin.get_by_role("button", name="Compare").click()
+        admin.get_by_text("Since the adapter was trained").wait_for()  # it was trained before the sample
+        admin.locator(".js-plotly-plot").nth(1).wait_for()
+        admin.set_viewport_size({"width": 1400, "height": 2200})
+        _shot(admin, "7-compare")
         browser.close()
