@@ -7,7 +7,8 @@ answerable questions (the answer has one of the expected phrases and is not a re
 answerable and of uncovered questions, and latency; per question, every arm's answer side by side.
 
 How refusals are counted: an arm with retrieval refuses as `ask` does (the coverage judge finds the
-passages do not answer, and no model is asked); an arm without context can only refuse in words, so
+passages do not answer, and no model is asked; a model whose window could hold none of the passages
+answered without them, which is scored like any answer); an arm without context can only refuse in words, so
 its answer counts as a refusal when it is empty or says it does not know (`REFUSAL_WORDS`).
 
 Latency is the answer's time; with retrieval it includes the question's retrieval (timed once per
@@ -30,7 +31,7 @@ import numpy as np
 
 from rag_core.evaluation import QAItem
 from rag_core.lora import FinetuneRecord, read_record
-from rag_core.types import DocumentInfo, Hit, json_of
+from rag_core.types import Answer, DocumentInfo, Hit, json_of
 
 if TYPE_CHECKING:
     from rag_core.engine import Engine
@@ -185,7 +186,7 @@ def compare(
             ).result()
             seconds[arm.name].append(time.perf_counter() - t + (search_s if arm.context else 0.0))
             texts[arm.name].append(reply.text)
-            refused[arm.name].append(not reply.grounded if arm.context else is_refusal(reply.text))
+            refused[arm.name].append(_refused(reply, hits) if arm.context else is_refusal(reply.text))
             done += 1
             if on_answer is not None:
                 on_answer(done, total, arm.name)
@@ -202,6 +203,12 @@ def compare(
         for i, q in enumerate(items)
     ]
     return CompareReport([_score(a, questions, seconds[a.name]) for a in arms], questions, _drift_of(engine, finetuned))
+
+
+def _refused(reply: Answer, hits: list[Hit]) -> bool:
+    """With retrieval, a refusal is the coverage judge's (or nothing retrieved), as `ask` decides. A model
+    whose window held none of the passages answered without them: that is scored, not counted a refusal."""
+    return not hits or (reply.coverage is not None and not reply.coverage.covered)
 
 
 def _has_fact(q: QAItem, text: str, was_refused: bool) -> bool | None:

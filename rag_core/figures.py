@@ -237,12 +237,17 @@ def metrics_figure(reports: Mapping[Mode, EvalReport]) -> go.Figure:
         fig.add_trace(
             go.Bar(name=mode, x=["hit@1", "hit@3", "hit@5", "MRR"], y=values, text=[f"{v:.2f}" for v in values])
         )
+    return _grouped(fig, "Retrieval quality by mode", 380)
+
+
+def _grouped(fig: go.Figure, title: str, height: int) -> go.Figure:
+    """Grouped bars of rates between 0 and 1, titled."""
     fig.update_layout(
         barmode="group",
-        height=380,
+        height=height,
         yaxis={"range": [0, 1.05]},
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        title={"text": "Retrieval quality by mode"},
+        title={"text": title},
     )
     return fig
 
@@ -268,14 +273,7 @@ def compare_figure(report: CompareReport) -> go.Figure:
                 text=["n/a" if v is None else f"{v:.2f}" for v in values],
             )
         )
-    fig.update_layout(
-        barmode="group",
-        height=400,
-        yaxis={"range": [0, 1.05]},
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        title={"text": "Fine-tuning vs retrieval, per arm"},
-    )
-    return fig
+    return _grouped(fig, "Fine-tuning vs retrieval, per arm", 400)
 
 
 def query_map_figure(view: QueryView, questions: Sequence[MapQuestion] = ()) -> go.Figure:

@@ -69,6 +69,9 @@ class TestCompare:
         for arm in ARMS[:4]:  # random weights: noise, and scored as noise
             assert scores[arm].answer_contains == 0.0 and scores[arm].latency_p50_ms > 0
         # with retrieval, the coverage judge refuses before any model is asked, whichever the model
+        for arm in ("base + retrieval", "fine-tuned + retrieval"):  # the judge's refusals, not the window's
+            assert scores[arm].refused_answerable == extractive.refused_answerable
+            assert scores[arm].refused_uncovered == extractive.refused_uncovered
         uncovered = next(q for q in report.questions if not q.answerable)
         assert uncovered.refused["base + retrieval"] and uncovered.refused["fine-tuned + retrieval"]
         assert report.drift is not None and not report.drift.changed
