@@ -59,23 +59,31 @@ def ivf_lists(size: int) -> int:
 
 
 def build_index(db: Conn, kind: PgIndexKind, size: int) -> int:
-    """(Re)build the store's index of `kind`, dropping any other; returns IVF's list count (0 for HNSW).
+    """(Re)build the store's index of `kind`, replacing any other; returns IVF's list count (0 for HNSW).
+
+    The new index is built beside the old one and takes its name only then: other sessions keep
+    searching with the old index while the new one builds (they cannot see it before the commit), and
+    the table lock that dropping the old one takes lasts from the swap to the commit, not through the
+    build (rag_core.store.pgindex's docstring: IVF is rebuilt when the store doubles).
 
     HNSW is built with a denser graph than pgvector's default (m 16, ef_construction 64): near-copies
     (versions, boilerplate) form tight clusters the default graph links poorly; at 100k chunks recall@10
     on questions rose from 0.96 to 0.997 (benchmarks/RESULTS.md)."""
-    drop_index(db)
+    name = INDEX_NAMES[kind]
+    db.execute(f"DROP INDEX IF EXISTS {name}_next".encode())
     if kind == "hnsw":
         db.execute(
-            "CREATE INDEX chunks_hnsw ON chunks USING hnsw (embedding vector_ip_ops) "
+            f"CREATE INDEX {name}_next ON chunks USING hnsw (embedding vector_ip_ops) "
             f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})".encode()
         )
-        return 0
-    lists = ivf_lists(size)
-    db.execute(
-        f"CREATE INDEX chunks_ivf ON chunks USING ivfflat (embedding vector_ip_ops) WITH (lists = {lists})".encode()
-    )
-    return lists
+    else:
+        db.execute(
+            f"CREATE INDEX {name}_next ON chunks USING ivfflat (embedding vector_ip_ops) "
+            f"WITH (lists = {ivf_lists(size)})".encode()
+        )
+    drop_index(db)
+    db.execute(f"ALTER INDEX {name}_next RENAME TO {name}".encode())
+    return 0 if kind == "hnsw" else ivf_lists(size)
 
 
 def drop_index(db: Conn) -> None:
@@ -162,8 +170,19 @@ def recall_at(truth: IntArray, got: IntArray) -> float:
     return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(got.tolist(), truth.tolist(), strict=True)]))
 
 
+def tuning_truth(db: Conn, size: int) -> tuple[FloatArray, IntArray]:
+    """(the tuning queries, their exact top-10 ids): stored vectors pushed away by noise, and one streamed
+    exact scan. Needs no index, so a rebuild computes it before it takes the table lock."""
+    queries = tuning_queries(sample_vectors(db, ANN_TUNE_QUERIES), seed=0)
+    return queries, exact_top_k(db, queries, min(10, size))
+
+
 def tune(
-    db: Conn, size: int, kind: PgIndexKind, lists: int = 0, target: float = ANN_TARGET_RECALL
+    db: Conn,
+    kind: PgIndexKind,
+    truth: tuple[FloatArray, IntArray],
+    lists: int = 0,
+    target: float = ANN_TARGET_RECALL,
 ) -> tuple[int, float]:
     """(breadth, its recall@10 against exact search on the tuning queries): twice the smallest rung of the
     kind's ladder (IVF: probes up to its `lists`; HNSW: ef_search) reaching `target`, at most the top rung.
@@ -171,12 +190,10 @@ def tune(
     vectors are harder than the perturbed ones (held-out queries in tests/store/test_postgres.py and
     benchmarks/pg_scale.py)."""
     ladder: Sequence[int] = EF_LADDER if kind == "hnsw" else [p for p in PROBE_LADDER if p < lists] + [lists]
-    queries = tuning_queries(sample_vectors(db, ANN_TUNE_QUERIES), seed=0)
-    k = min(10, size)
-    truth = exact_top_k(db, queries, k)
+    queries, exact = truth
 
     def recall(breadth: int) -> float:
-        return recall_at(truth, search(db, queries, k, breadth, kind)[1])
+        return recall_at(exact, search(db, queries, exact.shape[1], breadth, kind)[1])
 
     reached = next((b for b in ladder if recall(b) >= target), ladder[-1])
     breadth = min(2 * reached, ladder[-1])
@@ -192,11 +209,13 @@ def serve(db: Conn, kind: PgIndexKind, before: IndexInfo, size: int, tuned_at: i
     info_kind: IndexKind = "ivf" if kind == "ivfflat" else "hnsw"
     trained, lists = before.trained_size, before.nlist
     stale = kind == "ivfflat" and not (trained / REBUILD_FACTOR <= size <= trained * REBUILD_FACTOR)
-    if existing_index(db) != kind or before.kind != info_kind or stale:
-        lists, trained = build_index(db, kind, size), size
-    elif abs(size - tuned_at) <= retune * tuned_at:
+    rebuild = existing_index(db) != kind or before.kind != info_kind or stale
+    if not rebuild and abs(size - tuned_at) <= retune * tuned_at:
         return before  # tuned on nearly this store; recall as measured then
-    breadth, recall = tune(db, size, kind, lists)
+    truth = tuning_truth(db, size)  # before a rebuild locks the table
+    if rebuild:
+        lists, trained = build_index(db, kind, size), size
+    breadth, recall = tune(db, kind, truth, lists)
     if kind == "hnsw":
         return IndexInfo("hnsw", size, recall_at_10=recall, trained_size=trained, ef_search=breadth)
     return IndexInfo("ivf", size, nlist=lists, nprobe=breadth, recall_at_10=recall, trained_size=trained)

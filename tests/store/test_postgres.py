@@ -211,6 +211,9 @@ class TestIndex:
         store.add(with_vectors("d.txt", vecs[2500:]))  # 2.1x the lists' size: rebuilt
         info = store.index_info()
         assert (info.nlist, info.trained_size, info.size) == (4, 4200, 4200)
+        with psycopg.connect(pg_url) as db:  # built beside the old index, then swapped in under its name
+            names = [r[0] for r in db.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'chunks'")]
+        assert "chunks_ivf" in names and not any(n.endswith("_next") or n == "chunks_hnsw" for n in names)
 
     def test_hnsw_when_configured_with_tuned_ef_search(self, pg_url: str, tmp_path: Path) -> None:
         store = PostgresStore(pg_url, cache_root=tmp_path, ann_threshold=500, index="hnsw")
