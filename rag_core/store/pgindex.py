@@ -61,7 +61,7 @@ def ivf_lists(size: int) -> int:
 def build_index(db: Conn, kind: PgIndexKind, size: int) -> int:
     """(Re)build the store's index of `kind`, replacing any other; returns IVF's list count (0 for HNSW).
 
-    The new index is built beside the old one and takes its name only then: other sessions keep
+    The new index is built beside the old one and takes its name only then: other connections keep
     searching with the old index while the new one builds (they cannot see it before the commit), and
     the table lock that dropping the old one takes lasts from the swap to the commit, not through the
     build (rag_core.store.pgindex's docstring: IVF is rebuilt when the store doubles).
