@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from rag_core import cli_lm
 from rag_core.config import Settings
-from rag_core.display import counted, ocr_note
+from rag_core.display import counted, ocr_note, snippet, text_table
 from rag_core.loaders import SUPPORTED_SUFFIXES
 from rag_core.types import METRICS, MODES, DocumentInfo, IngestResult, JobFile, Stage
 
@@ -202,7 +202,7 @@ def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
         for d in docs
     ]
     headers = ["document_id", "name", "kind", "version", "pages", "chunks", "added_at"]
-    print(_table(headers + (["state"] if args.all else []), rows))
+    print(text_table(headers + (["state"] if args.all else []), rows))
     return 0
 
 
@@ -279,11 +279,11 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
         if not hits:
             print("  no hits")
         rows = [
-            [str(h.rank), f"{h.score:.3f}", h.document, h.page_cited.removeprefix("page "), _snippet(h.text)]
+            [str(h.rank), f"{h.score:.3f}", h.document, h.page_cited.removeprefix("page "), snippet(h.text)]
             for h in hits
         ]
         if rows:
-            print(_table(["rank", "similarity", "document", "page", "text"], rows))
+            print(text_table(["rank", "similarity", "document", "page", "text"], rows))
         print()
     return 0
 
@@ -358,7 +358,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     rates = (report.answer_contains, report.refused_answerable, report.refused_unanswerable)
     print(
-        _table(
+        text_table(
             ["n", "hit@1", "hit@3", "hit@5", "mrr", "answer_contains", "refused_answerable", "refused_unanswerable"],
             [
                 [str(report.n)]
@@ -376,7 +376,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     if wrong:
         print("\nanswers without the expected fact:")
         for q in wrong:
-            print(f"  {q.id}: {q.question}  -> {_snippet(q.answer or '')}")
+            print(f"  {q.id}: {q.question}  -> {snippet(q.answer or '')}")
     guessed = [q for q in report.questions if not q.answerable and q.grounded]
     if guessed:
         print("\nnot covered by the documents, but answered:")
@@ -456,7 +456,7 @@ def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
         [j.job_id, j.status, j.created_at, f"{j.finished_files}/{len(j.files)}", _job_summary(j.files, j.error)]
         for j in jobs
     ]
-    print(_table(["job_id", "status", "created_at", "files done", "results"], rows))
+    print(text_table(["job_id", "status", "created_at", "files done", "results"], rows))
     return 0
 
 
@@ -554,19 +554,6 @@ _COMMANDS = {
     "migrate": cmd_migrate,
     **cli_lm.COMMANDS,
 }
-
-
-def _snippet(text: str, n: int = 90) -> str:
-    one_line = " ".join(text.split())
-    return one_line if len(one_line) <= n else one_line[: n - 1] + "…"
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from rag_core.config import Settings
+from rag_core.display import snippet, text_table
 
 if TYPE_CHECKING:
     from rag_core.engine import Engine
@@ -108,27 +109,18 @@ def cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(report.to_json(), ensure_ascii=False))
         return 0
     rows = summary_rows(report)
-    headers = list(rows[0])
     cells = [
-        ["n/a" if r[h] is None else (f"{r[h]:.3f}" if isinstance(r[h], float) else str(r[h])) for h in headers]
-        for r in rows
+        ["n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v)) for v in r.values()] for r in rows
     ]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
-    for c in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)))
+    print(text_table(list(rows[0]), cells))
     if report.drift is not None:
         print(f"\n{report.drift.note()}")
     print("\nanswers, question by question (✓: has the expected fact):")
     for row in answer_rows(report):
         print(f"\n{row['id']}: {row['question']}  [expected: {row['expected']}]")
         for arm in (a.arm for a in report.arms):
-            print(f"  {arm}: {_short(str(row[arm]))}")
+            print(f"  {arm}: {snippet(str(row[arm]), 140)}")
     return 0
-
-
-def _short(text: str, n: int = 140) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 COMMANDS = {"finetune": cmd_finetune, "compare": cmd_compare}

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -42,19 +42,28 @@ REFUSAL_WORDS = re.compile(
     re.IGNORECASE,
 )
 
-AnswerFn = Callable[[int, int, str], None]  # (answers done, answers in all, arm): progress
+AnswerFn = Callable[[int, int, str], None]  # progress: (answers done, answers in all, arm name)
+
+
+ArmName = Literal[
+    "base, no context",
+    "base + retrieval",
+    "fine-tuned, no context",
+    "fine-tuned + retrieval",
+    "extractive + retrieval",
+]
 
 
 @dataclass(frozen=True)
 class Arm:
-    name: str
+    name: ArmName
     generator: str  # the generator spec
     context: bool  # with retrieved passages (RAG) or without
 
 
 @dataclass(frozen=True)
 class ArmScore:
-    arm: str
+    arm: ArmName
     generator: str
     context: bool
     answer_contains: float | None  # None: no answerable questions
@@ -70,9 +79,9 @@ class QuestionAnswers:
     question: str
     answerable: bool
     expected: list[str]
-    answers: dict[str, str]  # arm name -> answer text
-    answer_ok: dict[str, bool | None]  # arm name -> has the fact (None: an uncovered question)
-    refused: dict[str, bool]
+    answers: dict[ArmName, str]
+    answer_ok: dict[ArmName, bool | None]  # has the fact (None: an uncovered question)
+    refused: dict[ArmName, bool]
 
 
 @dataclass(frozen=True)
@@ -123,9 +132,10 @@ class CompareReport:
 def arms_for(base: str | None, finetuned: str | None) -> list[Arm]:
     """The arms to run: each model without context and with retrieval, then extractive."""
     arms: list[Arm] = []
-    for label, spec in (("base", base), ("fine-tuned", finetuned)):
-        if spec:
-            arms += [Arm(f"{label}, no context", spec, False), Arm(f"{label} + retrieval", spec, True)]
+    if base:
+        arms += [Arm("base, no context", base, False), Arm("base + retrieval", base, True)]
+    if finetuned:
+        arms += [Arm("fine-tuned, no context", finetuned, False), Arm("fine-tuned + retrieval", finetuned, True)]
     return [*arms, Arm("extractive + retrieval", "extractive", True)]
 
 
@@ -166,23 +176,20 @@ def compare(
         _, warning = engine.answerer.generator(arm.generator)
         if warning:
             raise ValueError(f"{arm.generator}: {warning.split('; meanwhile')[0]}")
-    retrieved: list[tuple[list[Hit], float]] = []
+    retrieved: list[tuple[list[Hit], float, str]] = []  # hits, seconds, the query coverage is judged on
     for q in items:
         t = time.perf_counter()
         hits = engine.searcher.search(q.question, k=k)
-        retrieved.append((hits, time.perf_counter() - t))
-    texts: dict[str, list[str]] = {a.name: [] for a in arms}
-    refused: dict[str, list[bool]] = {a.name: [] for a in arms}
-    seconds: dict[str, list[float]] = {a.name: [] for a in arms}
+        retrieved.append((hits, time.perf_counter() - t, engine.searcher.topic(q.question)))
+    texts: dict[ArmName, list[str]] = {a.name: [] for a in arms}
+    refused: dict[ArmName, list[bool]] = {a.name: [] for a in arms}
+    seconds: dict[ArmName, list[float]] = {a.name: [] for a in arms}
     done, total = 0, len(arms) * len(items)
     for arm in arms:
-        for q, (hits, search_s) in zip(items, retrieved, strict=True):
+        for q, (hits, search_s, topic) in zip(items, retrieved, strict=True):
             t = time.perf_counter()
             reply = engine.answerer.stream(
-                q.question,
-                hits if arm.context else None,
-                arm.generator,
-                query=engine.searcher.topic(q.question),
+                q.question, hits if arm.context else None, arm.generator, query=topic
             ).result()
             seconds[arm.name].append(time.perf_counter() - t + (search_s if arm.context else 0.0))
             texts[arm.name].append(reply.text)

@@ -228,3 +228,22 @@ def evidence_order(hits: Sequence[Hit], cited: Sequence[int]) -> list[tuple[int,
     numbers = [n for n in dict.fromkeys(cited) if 1 <= n <= len(hits)]
     rest = [n for n in range(1, len(hits) + 1) if n not in numbers]
     return [(n, hits[n - 1], n in numbers) for n in numbers + rest]
+
+
+def snippet(text: str, n: int = 90) -> str:
+    """`text` on one line, cut to `n` characters with an ellipsis (command-line listings).
+
+    >>> snippet("Annual leave:   25 days", 12)
+    'Annual leav…'
+    """
+    one_line = " ".join(text.split())
+    return one_line if len(one_line) <= n else one_line[: n - 1] + "…"
+
+
+def text_table(headers: list[str], rows: list[list[str]]) -> str:
+    """A plain-text table with aligned columns and a rule under the headers (command-line output)."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(lines)

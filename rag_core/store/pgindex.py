@@ -69,7 +69,7 @@ def build_index(db: Conn, kind: PgIndexKind, size: int) -> int:
     HNSW is built with a denser graph than pgvector's default (m 16, ef_construction 64): near-copies
     (versions, boilerplate) form tight clusters the default graph links poorly; at 100k chunks recall@10
     on questions rose from 0.96 to 0.997 (benchmarks/RESULTS.md)."""
-    name = INDEX_NAMES[kind]
+    name, lists = INDEX_NAMES[kind], 0 if kind == "hnsw" else ivf_lists(size)
     db.execute(f"DROP INDEX IF EXISTS {name}_next".encode())
     if kind == "hnsw":
         db.execute(
@@ -79,11 +79,11 @@ def build_index(db: Conn, kind: PgIndexKind, size: int) -> int:
     else:
         db.execute(
             f"CREATE INDEX {name}_next ON chunks USING ivfflat (embedding vector_ip_ops) "
-            f"WITH (lists = {ivf_lists(size)})".encode()
+            f"WITH (lists = {lists})".encode()
         )
     drop_index(db)
     db.execute(f"ALTER INDEX {name}_next RENAME TO {name}".encode())
-    return 0 if kind == "hnsw" else ivf_lists(size)
+    return lists
 
 
 def drop_index(db: Conn) -> None:
